@@ -1,0 +1,52 @@
+//! Every actor message type, each with what it asks.
+
+use actix::prelude::*;
+use uuid::Uuid;
+
+use super::PigeonSpec;
+
+/// Breeder: a group was created, changed or deleted; look it up and start, update or stop its
+/// pigeon now.
+#[derive(Message, Debug, Clone, Copy)]
+#[rtype(result = "()")]
+pub struct GroupChanged(pub Uuid);
+
+/// Breeder: reconcile every group with the store (and the engine with the store when it has
+/// lost its data).
+#[derive(Message, Debug, Clone, Copy)]
+#[rtype(result = "()")]
+pub struct Sync;
+
+/// Breeder (from itself): apply looked-up specs. `full` means the list holds every group this
+/// node should run, so pigeons missing from it stop.
+#[derive(Message, Debug)]
+#[rtype(result = "()")]
+pub struct Apply {
+    pub specs: Vec<(Uuid, Option<PigeonSpec>)>,
+    pub full: bool,
+}
+
+/// Breeder (from a pigeon): this pigeon lost its group's lease to another node and stopped.
+#[derive(Message, Debug, Clone, Copy)]
+#[rtype(result = "()")]
+pub struct PigeonLost(pub Uuid);
+
+/// Breeder: stop every pigeon and give their leases back (shutdown).
+#[derive(Message, Debug, Clone, Copy)]
+#[rtype(result = "()")]
+pub struct StopAll;
+
+/// Breeder: how many pigeons this node runs.
+#[derive(Message, Debug, Clone, Copy)]
+#[rtype(result = "Vec<Uuid>")]
+pub struct Running;
+
+/// Pigeon: the group's level or channel changed; re-arm with this spec.
+#[derive(Message, Debug, Clone)]
+#[rtype(result = "()")]
+pub struct Update(pub PigeonSpec);
+
+/// Pigeon: stop for good, releasing the group's lease.
+#[derive(Message, Debug, Clone, Copy)]
+#[rtype(result = "()")]
+pub struct Retire;

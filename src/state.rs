@@ -1,0 +1,28 @@
+//! What every request handler shares: the node's actors and clients, and the auth keys.
+
+use std::sync::Arc;
+
+use actix::Addr;
+
+use crate::actors::{breeder::Breeder, Deps};
+use crate::auth::{Keys, TenantCache};
+use crate::config::Settings;
+use crate::engine::Engine;
+use crate::store::PgPool;
+
+pub struct AppState {
+    pub deps: Arc<Deps>,
+    pub breeder: Addr<Breeder>,
+    pub keys: Keys,
+    pub tenants: TenantCache,
+    pub pool: PgPool,
+}
+
+impl AppState {
+    pub fn engine(&self) -> &dyn Engine {
+        self.deps.engine.as_ref()
+    }
+    pub fn settings(&self) -> &Settings {
+        &self.deps.settings
+    }
+}

@@ -78,7 +78,11 @@ impl Keys {
     }
 
     pub fn sign(&self, claims: &Claims) -> Result<String, AuthError> {
-        Ok(encode(&Header::new(Algorithm::HS256), claims, &self.encoding)?)
+        Ok(encode(
+            &Header::new(Algorithm::HS256),
+            claims,
+            &self.encoding,
+        )?)
     }
 
     pub fn verify(&self, token: &str) -> Result<Claims, AuthError> {
@@ -147,9 +151,9 @@ impl Caller {
     /// The tenant the call acts in, for a caller of at least `role`.
     pub fn tenant(&self, role: Role) -> Result<Uuid, AppError> {
         self.require(role)?;
-        self.claims.tenant.ok_or_else(|| {
-            AppError::forbidden("the token names no tenant; mint one with --tenant")
-        })
+        self.claims
+            .tenant
+            .ok_or_else(|| AppError::forbidden("the token names no tenant; mint one with --tenant"))
     }
 }
 

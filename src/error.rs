@@ -53,7 +53,11 @@ impl AppError {
         Self::new(ErrorKind::Forbidden, "forbidden", message)
     }
     pub fn not_found(what: &str) -> Self {
-        Self::new(ErrorKind::NotFound, "not_found", format!("{what} not found"))
+        Self::new(
+            ErrorKind::NotFound,
+            "not_found",
+            format!("{what} not found"),
+        )
     }
     pub fn conflict(code: &'static str, message: impl Into<String>) -> Self {
         Self::new(ErrorKind::Conflict, code, message)

@@ -4,6 +4,7 @@
 pub mod actors;
 pub mod api;
 pub mod auth;
+pub mod bench;
 pub mod config;
 pub mod domain;
 pub mod engine;
@@ -46,16 +47,19 @@ pub struct Service {
     pub server: actix_web::dev::Server,
     pub addr: SocketAddr,
     pub breeder: Addr<Breeder>,
+    grace: Duration,
 }
 
 impl Service {
-    /// Runs until the server stops (SIGINT/SIGTERM, or a stop through its handle), then stops
-    /// the pigeons and gives their leases back.
+    /// Runs until the server stops (SIGINT/SIGTERM, or a stop through its handle), then lets
+    /// the pigeons finish their wakes in progress and give their leases back, for at most
+    /// `grace`.
     pub async fn run(self) -> std::io::Result<()> {
         let result = self.server.await;
-        let _ = self.breeder.send(actors::messages::StopAll).await;
-        // Let retiring pigeons hand their leases back.
-        tokio::time::sleep(Duration::from_millis(200)).await;
+        let stop = self.breeder.send(actors::messages::StopAll);
+        if tokio::time::timeout(self.grace, stop).await.is_err() {
+            tracing::warn!("pigeons did not finish in time; their claims return when they lapse");
+        }
         result
     }
 }
@@ -126,6 +130,7 @@ pub async fn start(
         server: server.run(),
         addr,
         breeder,
+        grace: Duration::from_secs(settings.server.shutdown_timeout_secs),
     })
 }
 

@@ -1,5 +1,5 @@
 //! The `pigeon` command: `serve` runs the service, `migrate` prepares the database, `token`
-//! mints a JWT.
+//! mints a JWT, `bench` load-tests a running server.
 
 use std::net::TcpListener;
 use std::process::ExitCode;
@@ -41,6 +41,8 @@ enum Command {
         #[arg(long)]
         ttl: Option<u64>,
     },
+    /// Load-test a running server: send, deliver, baseline (see `pigeon::bench`).
+    Bench(pigeon::bench::BenchArgs),
 }
 
 fn main() -> ExitCode {
@@ -71,6 +73,10 @@ fn main() -> ExitCode {
         Command::Serve => {
             pigeon::init_tracing(&settings.log);
             serve(settings)
+        }
+        Command::Bench(args) => {
+            pigeon::init_tracing(&settings.log);
+            pigeon::bench::run(&settings, args).map_err(Into::into)
         }
     };
     match result {

@@ -42,7 +42,11 @@ pub struct Repeat {
 
 /// Parses `90`, `"90"`, `"45s"`, `"10m"`, `"1h30m"`, `"2d"` into a duration.
 pub fn parse_duration(v: &Value) -> Result<Duration, ScheduleError> {
-    let bad = || err(format!("'{v}' is not a duration (e.g. 30s, 10m, 1h30m, 2d, or seconds)"));
+    let bad = || {
+        err(format!(
+            "'{v}' is not a duration (e.g. 30s, 10m, 1h30m, 2d, or seconds)"
+        ))
+    };
     if let Some(n) = v.as_f64() {
         if n < 0.0 || !n.is_finite() {
             return Err(bad());
@@ -157,7 +161,10 @@ mod tests {
 
     #[test]
     fn durations() {
-        assert_eq!(parse_duration(&json!("1h30m")).unwrap(), Duration::minutes(90));
+        assert_eq!(
+            parse_duration(&json!("1h30m")).unwrap(),
+            Duration::minutes(90)
+        );
         assert_eq!(parse_duration(&json!(90)).unwrap(), Duration::seconds(90));
         assert_eq!(parse_duration(&json!("2d")).unwrap(), Duration::days(2));
         assert!(parse_duration(&json!("5x")).is_err());
@@ -167,7 +174,12 @@ mod tests {
 
     #[test]
     fn every_runs_times_then_stops() {
-        let r = Repeat { every: Some(json!("1h")), cron: None, times: Some(3), until: None };
+        let r = Repeat {
+            every: Some(json!("1h")),
+            cron: None,
+            times: Some(3),
+            until: None,
+        };
         let t0 = Utc::now();
         assert_eq!(r.validate(t0).unwrap(), t0);
         let t1 = r.next_after(0, t0, t0).unwrap();
@@ -178,7 +190,9 @@ mod tests {
 
     #[test]
     fn cron_and_until() {
-        let t0 = DateTime::parse_from_rfc3339("2026-01-01T00:00:30Z").unwrap().to_utc();
+        let t0 = DateTime::parse_from_rfc3339("2026-01-01T00:00:30Z")
+            .unwrap()
+            .to_utc();
         let r = Repeat {
             every: None,
             cron: Some("*/5 * * * *".into()),
@@ -188,6 +202,11 @@ mod tests {
         let first = r.validate(t0).unwrap();
         assert_eq!(first, t0 + Duration::seconds(270));
         assert!(r.next_after(0, first, first).is_none());
-        assert!(Repeat { cron: Some("nope".into()), ..r.clone() }.validate(t0).is_err());
+        assert!(Repeat {
+            cron: Some("nope".into()),
+            ..r.clone()
+        }
+        .validate(t0)
+        .is_err());
     }
 }

@@ -138,7 +138,10 @@ mod tests {
     fn fills_from_variables_then_target_then_send() {
         let v = map(json!({"name": "Roy", "n": 3}));
         let t = map(json!({"name": "ignored", "firstName": "Amy"}));
-        let out = render("Hi {name} {firstName} #{n}: {subject}/{message}", &vars(&v, &t));
+        let out = render(
+            "Hi {name} {firstName} #{n}: {subject}/{message}",
+            &vars(&v, &t),
+        );
         assert_eq!(out.unwrap(), "Hi Roy Amy #3: Welcome/hello");
     }
 
@@ -162,6 +165,9 @@ mod tests {
         let empty = Map::new();
         let body = json!({"text": "Hi {name}", "n": 1, "list": ["{name}", true]});
         let out = render_value(&body, &vars(&v, &empty)).unwrap();
-        assert_eq!(out, json!({"text": "Hi Roy", "n": 1, "list": ["Roy", true]}));
+        assert_eq!(
+            out,
+            json!({"text": "Hi Roy", "n": 1, "list": ["Roy", true]})
+        );
     }
 }

@@ -129,12 +129,14 @@ impl Handler<Sync> for Breeder {
                 .collect();
             Some(lookup(deps, rows, running).await)
         };
-        ctx.spawn(actix::fut::wrap_future::<_, Self>(fut).map(|specs, act, ctx| {
-            act.syncing = false;
-            if let Some(specs) = specs {
-                ctx.notify(Apply { specs, full: true });
-            }
-        }));
+        ctx.spawn(
+            actix::fut::wrap_future::<_, Self>(fut).map(|specs, act, ctx| {
+                act.syncing = false;
+                if let Some(specs) = specs {
+                    ctx.notify(Apply { specs, full: true });
+                }
+            }),
+        );
     }
 }
 
@@ -152,11 +154,13 @@ impl Handler<GroupChanged> for Breeder {
             let spec = row.and_then(|(g, l)| PigeonSpec::from_rows(&g, &l));
             Some(lookup(deps, vec![(id, spec)], running).await)
         };
-        ctx.spawn(actix::fut::wrap_future::<_, Self>(fut).map(|specs, _, ctx| {
-            if let Some(specs) = specs {
-                ctx.notify(Apply { specs, full: false });
-            }
-        }));
+        ctx.spawn(
+            actix::fut::wrap_future::<_, Self>(fut).map(|specs, _, ctx| {
+                if let Some(specs) = specs {
+                    ctx.notify(Apply { specs, full: false });
+                }
+            }),
+        );
     }
 }
 
@@ -213,14 +217,20 @@ impl Handler<PigeonLost> for Breeder {
     }
 }
 
+/// Shutdown: every pigeon finishes its wake in progress and gives its lease back; the answer
+/// comes when all have.
 impl Handler<StopAll> for Breeder {
-    type Result = ();
-    fn handle(&mut self, _: StopAll, _: &mut Context<Self>) {
+    type Result = ResponseFuture<()>;
+    fn handle(&mut self, _: StopAll, _: &mut Context<Self>) -> Self::Result {
         self.stopped = true;
-        let ids: Vec<Uuid> = self.pigeons.keys().copied().collect();
-        for id in ids {
-            self.retire(id);
-        }
+        let retiring: Vec<_> = self
+            .pigeons
+            .drain()
+            .map(|(_, flock)| flock.addr.send(Retire))
+            .collect();
+        Box::pin(async move {
+            futures::future::join_all(retiring).await;
+        })
     }
 }
 

@@ -31,7 +31,7 @@ pub struct Apply {
 #[rtype(result = "()")]
 pub struct PigeonLost(pub Uuid);
 
-/// Breeder: stop every pigeon and give their leases back (shutdown).
+/// Breeder: stop every pigeon and give their leases back (shutdown); answers when done.
 #[derive(Message, Debug, Clone, Copy)]
 #[rtype(result = "()")]
 pub struct StopAll;
@@ -46,7 +46,7 @@ pub struct Running;
 #[rtype(result = "()")]
 pub struct Update(pub PigeonSpec);
 
-/// Pigeon: stop for good, releasing the group's lease.
+/// Pigeon: stop for good once the wake in progress ends, releasing the group's lease.
 #[derive(Message, Debug, Clone, Copy)]
 #[rtype(result = "()")]
 pub struct Retire;

@@ -49,7 +49,10 @@ impl Hand {
         }
     }
     fn take(&self) -> Vec<Uuid> {
-        self.0.lock().map(|mut h| std::mem::take(&mut *h)).unwrap_or_default()
+        self.0
+            .lock()
+            .map(|mut h| std::mem::take(&mut *h))
+            .unwrap_or_default()
     }
 }
 
@@ -60,6 +63,8 @@ pub struct Pigeon {
     hand: Hand,
     busy: bool,
     retired: bool,
+    /// Told when the wake in progress ends (a retirement waits for it).
+    on_idle: Vec<tokio::sync::oneshot::Sender<()>>,
     wake: Option<SpawnHandle>,
 }
 
@@ -72,6 +77,7 @@ impl Pigeon {
             hand: Hand::default(),
             busy: false,
             retired: false,
+            on_idle: Vec::new(),
             wake: None,
         }
     }
@@ -96,6 +102,12 @@ impl Pigeon {
         ctx.spawn(
             actix::fut::wrap_future::<_, Self>(task).map(|res, act, ctx| {
                 act.busy = false;
+                for tx in act.on_idle.drain(..) {
+                    let _ = tx.send(());
+                }
+                if act.retired {
+                    ctx.stop();
+                }
                 match res {
                     Ok(Ok(_)) => {
                         act.hand.take();
@@ -117,11 +129,7 @@ impl Pigeon {
         let deps = self.deps.clone();
         let group = self.spec.group_id;
         let ttl = deps.settings.engine.group_lease().as_millis() as i64;
-        let fut = async move {
-            deps.engine
-                .acquire_lease(group, &deps.node_id, ttl)
-                .await
-        };
+        let fut = async move { deps.engine.acquire_lease(group, &deps.node_id, ttl).await };
         ctx.spawn(actix::fut::wrap_future::<_, Self>(fut).map(|res, act, ctx| match res {
             Ok(true) => {}
             Ok(false) => {
@@ -187,16 +195,30 @@ impl Handler<Update> for Pigeon {
     }
 }
 
+/// Retiring lets a wake in progress finish (so its claims end delivered or released, not
+/// left to lapse), then gives the group's lease back; the answer comes when both are done.
 impl Handler<Retire> for Pigeon {
-    type Result = ();
-    fn handle(&mut self, _: Retire, ctx: &mut Context<Self>) {
+    type Result = ResponseFuture<()>;
+    fn handle(&mut self, _: Retire, ctx: &mut Context<Self>) -> Self::Result {
         self.retired = true;
+        let idle = if self.busy {
+            let (tx, rx) = tokio::sync::oneshot::channel();
+            self.on_idle.push(tx);
+            Some(rx)
+        } else {
+            ctx.stop();
+            None
+        };
         let deps = self.deps.clone();
         let group = self.spec.group_id;
-        actix_rt::spawn(async move {
-            let _ = deps.engine.release_lease(group, &deps.node_id).await;
-        });
-        ctx.stop();
+        Box::pin(async move {
+            if let Some(rx) = idle {
+                let _ = rx.await;
+            }
+            if let Err(e) = deps.engine.release_lease(group, &deps.node_id).await {
+                tracing::warn!(%group, error = %e, "could not release the group lease");
+            }
+        })
     }
 }
 
@@ -239,7 +261,11 @@ pub async fn wake(deps: &Deps, spec: &PigeonSpec, hand: &Hand) -> Result<usize, 
     };
     let messages = Message::activate(&mut conn, group_id, &ids).await?;
     let live: HashSet<Uuid> = messages.iter().map(|m| m.id).collect();
-    let stale: Vec<Uuid> = ids.iter().filter(|id| !live.contains(id)).copied().collect();
+    let stale: Vec<Uuid> = ids
+        .iter()
+        .filter(|id| !live.contains(id))
+        .copied()
+        .collect();
     if !stale.is_empty() {
         engine.ack(group_id, &stale).await?;
     }
@@ -263,12 +289,11 @@ pub async fn wake(deps: &Deps, spec: &PigeonSpec, hand: &Hand) -> Result<usize, 
 
     // Targets already settled in this run (a retry) are not sent again.
     let due_ids: Vec<Uuid> = due.iter().map(|m| m.id).collect();
-    let prior: HashMap<(Uuid, i32, i32), Delivery> =
-        Delivery::for_messages(&mut conn, &due_ids)
-            .await?
-            .into_iter()
-            .map(|d| ((d.message_id, d.run, d.target_index), d))
-            .collect();
+    let prior: HashMap<(Uuid, i32, i32), Delivery> = Delivery::for_messages(&mut conn, &due_ids)
+        .await?
+        .into_iter()
+        .map(|d| ((d.message_id, d.run, d.target_index), d))
+        .collect();
 
     let empty = Map::new();
     let config = group.config.as_object().unwrap_or(&empty);
@@ -288,6 +313,10 @@ pub async fn wake(deps: &Deps, spec: &PigeonSpec, hand: &Hand) -> Result<usize, 
             .as_array()
             .cloned()
             .unwrap_or_default();
+        if targets.is_empty() {
+            // The group's list was emptied after the send was accepted: nobody to deliver to.
+            tallies[mi].failed = true;
+        }
         let variables = m.variables.as_object().unwrap_or(&empty);
         let content = Content {
             subject: &m.subject,
@@ -376,7 +405,8 @@ pub async fn wake(deps: &Deps, spec: &PigeonSpec, hand: &Hand) -> Result<usize, 
     let mut again: Vec<Reschedule> = Vec::new();
     for (m, t) in due.iter().zip(&tallies) {
         if t.retrying {
-            let wait = backoff(&deps.settings.delivery, m.attempts + 1).max(t.retry_after.unwrap_or_default());
+            let wait = backoff(&deps.settings.delivery, m.attempts + 1)
+                .max(t.retry_after.unwrap_or_default());
             again.push(Reschedule {
                 id: m.id,
                 due_at: now + chrono::Duration::from_std(wait).unwrap_or_default(),

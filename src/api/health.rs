@@ -1,4 +1,4 @@
-//! Liveness and readiness.
+//! Liveness, readiness and the status page.
 
 use actix_web::{web, HttpResponse};
 use serde_json::json;
@@ -6,6 +6,13 @@ use serde_json::json;
 use crate::error::AppError;
 use crate::state::AppState;
 use crate::store;
+
+/// The bundled status page (static/index.html, compiled in).
+pub async fn status_page() -> HttpResponse {
+    HttpResponse::Ok()
+        .content_type("text/html; charset=utf-8")
+        .body(include_str!("../../static/index.html"))
+}
 
 /// Alive: the server answers.
 pub async fn healthz() -> HttpResponse {

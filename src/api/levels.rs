@@ -68,12 +68,14 @@ impl From<Level> for LevelView {
 }
 
 fn unit(field: &str, value: &str) -> Result<String, AppError> {
-    Unit::parse(value).map(|u| u.as_str().to_string()).ok_or_else(|| {
-        AppError::bad_request(
-            "invalid_unit",
-            format!("{field} '{value}' is not one of second, minute, hour, day"),
-        )
-    })
+    Unit::parse(value)
+        .map(|u| u.as_str().to_string())
+        .ok_or_else(|| {
+            AppError::bad_request(
+                "invalid_unit",
+                format!("{field} '{value}' is not one of second, minute, hour, day"),
+            )
+        })
 }
 
 fn bounded(field: &str, value: i64, min: i64) -> Result<i32, AppError> {

@@ -22,9 +22,11 @@ pub fn routes(cfg: &mut web::ServiceConfig, max_body: usize) {
             .limit(max_body)
             .error_handler(|e, _| json_error(e).into()),
     )
-    .app_data(web::PathConfig::default().error_handler(|e, _| {
-        AppError::bad_request("invalid_path", e.to_string()).into()
-    }))
+    .app_data(
+        web::PathConfig::default()
+            .error_handler(|e, _| AppError::bad_request("invalid_path", e.to_string()).into()),
+    )
+    .route("/", web::get().to(health::status_page))
     .route("/healthz", web::get().to(health::healthz))
     .route("/readyz", web::get().to(health::readyz))
     .service(

@@ -180,9 +180,12 @@ fn idempotency_key(req: &HttpRequest) -> Result<Option<String>, AppError> {
     let Some(v) = req.headers().get("Idempotency-Key") else {
         return Ok(None);
     };
-    let key = v
-        .to_str()
-        .map_err(|_| bad("invalid_idempotency_key", "Idempotency-Key must be text".into()))?;
+    let key = v.to_str().map_err(|_| {
+        bad(
+            "invalid_idempotency_key",
+            "Idempotency-Key must be text".into(),
+        )
+    })?;
     if key.is_empty() || key.len() > 255 {
         return Err(bad(
             "invalid_idempotency_key",
@@ -215,7 +218,10 @@ pub async fn send(
     let items = body.into_inner();
     check_count(items.len())?;
     let key = idempotency_key(&req)?;
-    let hash = key.as_ref().map(|_| hash_request(&items)).unwrap_or_default();
+    let hash = key
+        .as_ref()
+        .map(|_| hash_request(&items))
+        .unwrap_or_default();
 
     let mut conn = store::conn(&state.pool).await?;
     if let Some(key) = &key {
@@ -371,7 +377,10 @@ async fn deliver_now(state: &AppState, targets: &[Value], prepared: Vec<Prepared
         .zip(ids)
         .zip(outcomes)
         .map(|((t, id), o)| {
-            let target = t.as_object().map(channels::target_label).unwrap_or_default();
+            let target = t
+                .as_object()
+                .map(channels::target_label)
+                .unwrap_or_default();
             match o {
                 Outcome::Delivered { code, .. } => Result_ {
                     target,
@@ -427,7 +436,11 @@ pub async fn test(
             variables: &item.variables,
             config: group.config.as_object().unwrap_or(&empty),
         };
-        work.push((item.group_id, targets, prepare_all(channel, targets, &content, timeout, &at)?));
+        work.push((
+            item.group_id,
+            targets,
+            prepare_all(channel, targets, &content, timeout, &at)?,
+        ));
     }
     let mut out = Vec::with_capacity(work.len());
     for (group_id, targets, prepared) in work {
@@ -460,7 +473,13 @@ pub async fn directsend(
             variables: &item.variables,
             config: &item.config,
         };
-        work.push(prepare_all(channel, &item.send_list, &content, timeout, &at)?);
+        work.push(prepare_all(
+            channel,
+            &item.send_list,
+            &content,
+            timeout,
+            &at,
+        )?);
     }
     let mut out = Vec::with_capacity(work.len());
     for (item, prepared) in items.iter().zip(work) {

@@ -54,7 +54,8 @@ pub trait Engine: Send + Sync + 'static {
     /// Claims up to `max` due messages of a group. First every lapsed claim (deadline <= now)
     /// goes back to the queue, due now; then the earliest due ids (due <= now) are taken in due
     /// order (ties in any order), removed from the queue and held as claims until `now + lease`.
-    async fn claim(&self, group: Uuid, max: usize, now: Millis, lease: Millis) -> Result<Vec<Uuid>>;
+    async fn claim(&self, group: Uuid, max: usize, now: Millis, lease: Millis)
+        -> Result<Vec<Uuid>>;
 
     /// Finishes claims: the ids leave the in-flight set for good. Unknown ids are ignored.
     async fn ack(&self, group: Uuid, ids: &[Uuid]) -> Result<()>;

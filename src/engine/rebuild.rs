@@ -42,6 +42,10 @@ pub async fn rebuild(engine: &dyn Engine, pool: &PgPool) -> Result<usize, Rebuil
         total += page.len();
     }
     engine.mark_synced().await?;
-    tracing::info!(messages = total, engine = engine.kind(), "engine rebuilt from the store");
+    tracing::info!(
+        messages = total,
+        engine = engine.kind(),
+        "engine rebuilt from the store"
+    );
     Ok(total)
 }

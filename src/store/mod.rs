@@ -134,7 +134,10 @@ pub async fn run_migrations(url: &str) -> Result<()> {
         let mut conn =
             <AsyncConnectionWrapper<AsyncPgConnection> as diesel::Connection>::establish(&url)
                 .map_err(|e| StoreError::Connect(e.to_string()))?;
-        diesel::RunQueryDsl::execute(diesel::sql_query("SELECT pg_advisory_lock(7262011)"), &mut conn)?;
+        diesel::RunQueryDsl::execute(
+            diesel::sql_query("SELECT pg_advisory_lock(7262011)"),
+            &mut conn,
+        )?;
         let applied = conn
             .run_pending_migrations(MIGRATIONS)
             .map(|v| v.len())

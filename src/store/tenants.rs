@@ -42,10 +42,8 @@ impl Tenant {
     }
 
     pub async fn exists(conn: &mut AsyncPgConnection, id: Uuid) -> Result<bool> {
-        Ok(
-            diesel::select(diesel::dsl::exists(tenants::table.find(id)))
-                .get_result(conn)
-                .await?,
-        )
+        Ok(diesel::select(diesel::dsl::exists(tenants::table.find(id)))
+            .get_result(conn)
+            .await?)
     }
 }

@@ -71,7 +71,11 @@ pub fn prepare(
             "PUT" => Method::PUT,
             "PATCH" => Method::PATCH,
             "DELETE" => Method::DELETE,
-            _ => return Err(invalid(format!("method '{m}' is not one of get, post, put, patch, delete"))),
+            _ => {
+                return Err(invalid(format!(
+                    "method '{m}' is not one of get, post, put, patch, delete"
+                )))
+            }
         },
         Some(other) => return Err(invalid(format!("method must be a string, got {other}"))),
     };

@@ -1,0 +1,1199 @@
+//! `pigeon bench`: a load tool that drives a *running* Pigeon server over its HTTP API and
+//! prints a short human-readable report on stdout (progress goes to tracing on stderr).
+//!
+//! The tool mints its own tokens in-process from the same [`Settings`] the binary loads
+//! (`auth.jwt_secret`), so it must run with the same configuration (and `PIGEON__AUTH__JWT_SECRET`)
+//! as the server. The server is `--url` (default `http://127.0.0.1:<server.port>`, i.e.
+//! `http://127.0.0.1:10001` with the default config). Every scenario creates its own tenant
+//! (`bench-<scenario>-<random>`), level and webhook group, and deletes the group at the end
+//! (which cancels whatever is still queued and stops its pigeon) unless `--keep` is given.
+//! Webhook targets point at a receiver the tool starts itself on `--receiver-ip` (default
+//! 127.0.0.1, port chosen by the OS): an actix-web server on its own thread and System that
+//! answers `200` and counts requests and distinct `Pigeon-Delivery-Id`s. The server must be able
+//! to reach that address, so in practice it runs on the same machine.
+//!
+//! # Scenarios
+//!
+//! * `send` — the **accept path**: `POST /api/v1/groups/send` with `--per-request` messages per
+//!   request from `--concurrency` tokio tasks sharing one keep-alive reqwest client, for
+//!   `--duration` seconds (default 10) after a `--warmup` (default 1 s, not counted), or for
+//!   `--requests` measured requests (capped at 600 s unless `--duration` is also given).
+//!   The group's level wakes once a **day**, so nothing is delivered while measuring: the
+//!   figure is validation + template check + one `INSERT` per request + the engine enqueue,
+//!   i.e. what the durability rule (202 only after commit) costs. `--live` uses a one-second
+//!   level instead (batchCount 10000), so the pigeon delivers to the receiver during the run
+//!   and the figure is the accept path under concurrent delivery load. Reports requests/s,
+//!   accepted messages/s (counted from the `messageId`s in the 202 answers), p50/p99/max
+//!   request latency (of successful requests) and the error count with the first error seen.
+//!   The clock runs from the end of the warm-up to the completion of the last measured request.
+//! * `deliver` — the **delivery path**: a level with `intervalTime` 1 second and `batchCount`
+//!   `--batch-count` (default 10000); `--messages` (default 20000) messages are queued in
+//!   requests of `--chunk` (default 1000); then it waits (at most `--timeout` seconds, default
+//!   120, counted from the first send) until the receiver has seen that many distinct delivery
+//!   ids. Deliveries/s is measured from the first delivery received to the last one (the M-th
+//!   when all arrived); whatever arrived by the timeout is reported. Note the level itself caps
+//!   the rate at `batchCount` per second (a wake never overlaps the previous one), so with the
+//!   defaults the ceiling is 10000/s and two wakes are needed; the per-second arrival counts
+//!   show how each wake went.
+//! * `baseline` — the **reference ceilings** of the machine, for comparison with the two above:
+//!   (1) `redis-benchmark -P 16 -t lpush -n 1000000 -q` against the configured engine Redis
+//!   (its host, port, password and database number; skipped if `redis-benchmark` is missing or
+//!   its key `mylist` already exists there; the key is deleted afterwards), and (2) PostgreSQL
+//!   insert throughput on a scratch database (`<db>_scratch_<random>` next to the configured one,
+//!   dropped afterwards) into a table with the same columns, constraints, foreign keys and
+//!   indexes as `messages`, through diesel-async with `--connections` (default 32) concurrent
+//!   connections, each for `--seconds` (default 5): `INSERT … SELECT * FROM unnest($1::uuid[],
+//!   …)` with 100 rows per statement, then the same statement with 1 row, each its own
+//!   transaction (autocommit). Reports rows/s and statement latency.
+//!
+//! All figures come from one client process on the same machine as the server, so on a small
+//! machine the client's own CPU use is part of the picture.
+
+#![allow(clippy::print_stdout)]
+
+use std::collections::HashSet;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr, TcpListener};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use actix_web::web::Bytes;
+use actix_web::{web, App, HttpRequest, HttpResponse, HttpServer};
+use chrono::Utc;
+use clap::{Args, Subcommand};
+use diesel::sql_types::{Array, Bool, Int4, Jsonb, Text, Timestamptz, Uuid as SqlUuid};
+use diesel_async::{AsyncConnection, AsyncPgConnection};
+use reqwest::header::{AUTHORIZATION, CONTENT_TYPE};
+use reqwest::StatusCode;
+use serde_json::{json, Value};
+use uuid::Uuid;
+
+use crate::auth::{self, AuthError, Keys, Role};
+use crate::config::Settings;
+use crate::store::{self, StoreError};
+
+/// Lifetime of the tokens the tool mints, seconds.
+const TOKEN_TTL_SECS: u64 = 3600;
+/// Longest a `send --requests` run may last when no `--duration` is given, seconds.
+const REQUESTS_CAP_SECS: u64 = 600;
+/// Rows per statement of the batched `baseline` PostgreSQL phase.
+const BASELINE_ROWS_PER_STATEMENT: usize = 100;
+
+/// `pigeon bench [--url URL] <scenario>`.
+#[derive(Debug, Args)]
+pub struct BenchArgs {
+    /// Base URL of the running server (default http://127.0.0.1:<server.port>).
+    #[arg(long, global = true)]
+    pub url: Option<String>,
+    /// IP the local webhook receiver listens on and the groups' targets point at.
+    #[arg(long, global = true, default_value_t = IpAddr::V4(Ipv4Addr::LOCALHOST))]
+    pub receiver_ip: IpAddr,
+    /// Worker threads of the local webhook receiver.
+    #[arg(long, global = true, default_value_t = 1)]
+    pub receiver_workers: usize,
+    /// Leave the bench tenant's group (and its queued messages) in place at the end.
+    #[arg(long, global = true)]
+    pub keep: bool,
+    #[command(subcommand)]
+    pub scenario: Scenario,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Scenario {
+    /// Throughput and latency of POST /api/v1/groups/send (nothing delivered meanwhile).
+    Send {
+        /// Messages per request.
+        #[arg(long, default_value_t = 1)]
+        per_request: usize,
+        /// Concurrent requests (tokio tasks).
+        #[arg(long, default_value_t = 32)]
+        concurrency: usize,
+        /// Seconds to measure (default 10 without --requests).
+        #[arg(long)]
+        duration: Option<u64>,
+        /// Measured requests to send instead of a duration.
+        #[arg(long)]
+        requests: Option<u64>,
+        /// Seconds of unmeasured warm-up first.
+        #[arg(long, default_value_t = 1)]
+        warmup: u64,
+        /// Use a 1-second level so the pigeon delivers during the run.
+        #[arg(long)]
+        live: bool,
+    },
+    /// Deliveries per second from queue to a local webhook receiver.
+    Deliver {
+        /// Messages to queue.
+        #[arg(long, default_value_t = 20_000)]
+        messages: usize,
+        /// The level's batchCount (its interval is 1 second).
+        #[arg(long, default_value_t = 10_000)]
+        batch_count: i64,
+        /// Messages per send request.
+        #[arg(long, default_value_t = 1000)]
+        chunk: usize,
+        /// Seconds to wait for every delivery, from the first send.
+        #[arg(long, default_value_t = 120)]
+        timeout: u64,
+    },
+    /// Machine ceilings: redis-benchmark LPUSH, and PostgreSQL unnest inserts.
+    Baseline {
+        /// Concurrent PostgreSQL connections.
+        #[arg(long, default_value_t = 32)]
+        connections: usize,
+        /// Seconds per PostgreSQL phase.
+        #[arg(long, default_value_t = 5)]
+        seconds: u64,
+        /// Skip the redis-benchmark run.
+        #[arg(long)]
+        no_redis: bool,
+    },
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum BenchError {
+    #[error("http: {0}")]
+    Http(#[from] reqwest::Error),
+    #[error("{0}")]
+    Api(String),
+    #[error("io: {0}")]
+    Io(#[from] std::io::Error),
+    #[error(transparent)]
+    Auth(#[from] AuthError),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("database: {0}")]
+    Db(#[from] diesel::result::Error),
+    #[error("redis: {0}")]
+    Redis(#[from] redis::RedisError),
+    #[error("{0}")]
+    Other(String),
+}
+
+type Result<T, E = BenchError> = std::result::Result<T, E>;
+
+/// Runs one scenario to completion on its own tokio runtime.
+pub fn run(settings: &Settings, args: BenchArgs) -> Result<()> {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    runtime.block_on(async move {
+        let base = args
+            .url
+            .clone()
+            .unwrap_or_else(|| format!("http://127.0.0.1:{}", settings.server.port));
+        let common = args_common(&args, base.trim_end_matches('/').to_string());
+        match args.scenario {
+            Scenario::Send {
+                per_request,
+                concurrency,
+                duration,
+                requests,
+                warmup,
+                live,
+            } => {
+                let plan = SendPlan {
+                    per_request: per_request.clamp(1, 10_000),
+                    concurrency: concurrency.max(1),
+                    duration,
+                    requests,
+                    warmup: Duration::from_secs(warmup),
+                    live,
+                };
+                bench_send(settings, &common, plan).await
+            }
+            Scenario::Deliver {
+                messages,
+                batch_count,
+                chunk,
+                timeout,
+            } => {
+                bench_deliver(
+                    settings,
+                    &common,
+                    messages.max(1),
+                    batch_count.max(1),
+                    chunk.clamp(1, 10_000),
+                    Duration::from_secs(timeout),
+                )
+                .await
+            }
+            Scenario::Baseline {
+                connections,
+                seconds,
+                no_redis,
+            } => {
+                if !no_redis {
+                    redis_baseline(&settings.engine.redis_url).await?;
+                }
+                pg_baseline(
+                    &settings.database.url,
+                    connections.max(1),
+                    Duration::from_secs(seconds.max(1)),
+                )
+                .await
+            }
+        }
+    })
+}
+
+/// What every API scenario needs.
+struct Common {
+    base: String,
+    receiver_ip: IpAddr,
+    receiver_workers: usize,
+    keep: bool,
+}
+
+fn args_common(args: &BenchArgs, base: String) -> Common {
+    Common {
+        base,
+        receiver_ip: args.receiver_ip,
+        receiver_workers: args.receiver_workers.max(1),
+        keep: args.keep,
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// API helpers
+
+fn client(pool: usize) -> Result<reqwest::Client> {
+    Ok(reqwest::Client::builder()
+        .no_proxy()
+        .pool_max_idle_per_host(pool)
+        .tcp_nodelay(true)
+        .timeout(Duration::from_secs(120))
+        .build()?)
+}
+
+fn token(keys: &Keys, role: Role, tenant: Option<Uuid>) -> Result<String> {
+    let claims = auth::claims(role, tenant, "pigeon-bench", None, TOKEN_TTL_SECS);
+    Ok(keys.sign(&claims)?)
+}
+
+/// One API call that must answer `expect`; the JSON answer (Null when empty).
+async fn call(
+    http: &reqwest::Client,
+    method: reqwest::Method,
+    url: &str,
+    token: &str,
+    body: Option<&Value>,
+    expect: StatusCode,
+) -> Result<Value> {
+    let mut req = http
+        .request(method.clone(), url)
+        .header(AUTHORIZATION, format!("Bearer {token}"));
+    if let Some(b) = body {
+        req = req.json(b);
+    }
+    let resp = req.send().await?;
+    let status = resp.status();
+    let text = resp.text().await?;
+    if status != expect {
+        return Err(BenchError::Api(format!(
+            "{method} {url}: expected {expect}, got {status}: {}",
+            text.chars().take(300).collect::<String>()
+        )));
+    }
+    if text.is_empty() {
+        return Ok(Value::Null);
+    }
+    serde_json::from_str(&text)
+        .map_err(|e| BenchError::Api(format!("{method} {url}: answer is not JSON: {e}")))
+}
+
+/// A fresh tenant with one level and one webhook group pointing at `hook_url`.
+struct Fixture {
+    tenant: Uuid,
+    group: Uuid,
+    /// A token of the tenant (admin: may also send).
+    token: String,
+}
+
+async fn fixture(
+    settings: &Settings,
+    http: &reqwest::Client,
+    base: &str,
+    scenario: &str,
+    level: Value,
+    hook_url: &str,
+) -> Result<Fixture> {
+    let keys = Keys::new(&settings.auth.jwt_secret);
+    let root = token(&keys, Role::Root, None)?;
+    let tag = Uuid::new_v4().simple().to_string();
+    let name = format!("bench-{scenario}-{}", &tag[..12]);
+    let tenant = call(
+        http,
+        reqwest::Method::POST,
+        &format!("{base}/api/v1/tenants"),
+        &root,
+        Some(&json!({ "name": name })),
+        StatusCode::CREATED,
+    )
+    .await?;
+    let tenant = tenant
+        .get("id")
+        .and_then(Value::as_str)
+        .and_then(|s| Uuid::parse_str(s).ok())
+        .ok_or_else(|| BenchError::Api(format!("tenant answer without id: {tenant}")))?;
+    let admin = token(&keys, Role::Admin, Some(tenant))?;
+    let level_name = level
+        .get("name")
+        .and_then(Value::as_str)
+        .unwrap_or_default()
+        .to_string();
+    call(
+        http,
+        reqwest::Method::POST,
+        &format!("{base}/api/v1/levels"),
+        &admin,
+        Some(&level),
+        StatusCode::CREATED,
+    )
+    .await?;
+    let group = call(
+        http,
+        reqwest::Method::POST,
+        &format!("{base}/api/v1/groups"),
+        &admin,
+        Some(&json!({
+            "name": format!("bench-{scenario}"),
+            "type": "webhook",
+            "levelName": level_name,
+            "sendList": [{"target": "bench-receiver", "url": hook_url}],
+        })),
+        StatusCode::CREATED,
+    )
+    .await?;
+    let group = group
+        .get("id")
+        .and_then(Value::as_str)
+        .and_then(|s| Uuid::parse_str(s).ok())
+        .ok_or_else(|| BenchError::Api(format!("group answer without id: {group}")))?;
+    tracing::info!(%tenant, %group, tenant_name = %name, "bench fixture created");
+    Ok(Fixture {
+        tenant,
+        group,
+        token: admin,
+    })
+}
+
+/// Deletes the fixture's group (cancels what is still queued, stops its pigeon).
+async fn cleanup(http: &reqwest::Client, base: &str, fx: &Fixture, keep: bool) {
+    if keep {
+        tracing::info!(tenant = %fx.tenant, group = %fx.group, "keeping the bench group");
+        return;
+    }
+    let url = format!("{base}/api/v1/groups/{}", fx.group);
+    match call(
+        http,
+        reqwest::Method::DELETE,
+        &url,
+        &fx.token,
+        None,
+        StatusCode::NO_CONTENT,
+    )
+    .await
+    {
+        Ok(_) => tracing::info!(group = %fx.group, "bench group deleted"),
+        Err(e) => tracing::warn!(group = %fx.group, error = %e, "could not delete the bench group"),
+    }
+}
+
+fn send_body(group: Uuid, n: usize) -> Result<Bytes> {
+    let items: Vec<Value> = (0..n)
+        .map(|_| {
+            json!({
+                "groupId": group,
+                "subject": "pigeon bench",
+                "message": "hello from pigeon bench",
+            })
+        })
+        .collect();
+    serde_json::to_vec(&items)
+        .map(Bytes::from)
+        .map_err(|e| BenchError::Other(e.to_string()))
+}
+
+/// `"messageId"` occurrences in a send answer: the messages it accepted.
+fn accepted_in(answer: &[u8]) -> u64 {
+    const NEEDLE: &[u8] = b"\"messageId\"";
+    answer
+        .windows(NEEDLE.len())
+        .filter(|w| *w == NEEDLE)
+        .count() as u64
+}
+
+// ---------------------------------------------------------------------------------------------
+// The local webhook receiver
+
+#[derive(Default)]
+struct TallyInner {
+    requests: u64,
+    without_id: u64,
+    ids: HashSet<String>,
+    /// When each distinct id first arrived.
+    arrivals: Vec<Instant>,
+}
+
+/// What the receiver has seen.
+#[derive(Default)]
+struct Tally(Mutex<TallyInner>);
+
+impl Tally {
+    fn record(&self, id: Option<&str>) {
+        let now = Instant::now();
+        if let Ok(mut t) = self.0.lock() {
+            t.requests += 1;
+            match id {
+                Some(id) => {
+                    if t.ids.insert(id.to_string()) {
+                        t.arrivals.push(now);
+                    }
+                }
+                None => t.without_id += 1,
+            }
+        }
+    }
+
+    fn distinct(&self) -> usize {
+        self.0.lock().map(|t| t.ids.len()).unwrap_or(0)
+    }
+
+    /// (requests, distinct ids, requests without an id, arrival times).
+    fn snapshot(&self) -> (u64, usize, u64, Vec<Instant>) {
+        self.0
+            .lock()
+            .map(|t| (t.requests, t.ids.len(), t.without_id, t.arrivals.clone()))
+            .unwrap_or_default()
+    }
+}
+
+async fn hook(req: HttpRequest, tally: web::Data<Tally>, _body: Bytes) -> HttpResponse {
+    tally.record(
+        req.headers()
+            .get("Pigeon-Delivery-Id")
+            .and_then(|v| v.to_str().ok()),
+    );
+    HttpResponse::Ok().finish()
+}
+
+struct Receiver {
+    addr: SocketAddr,
+    tally: Arc<Tally>,
+    handle: actix_web::dev::ServerHandle,
+    thread: Option<JoinHandle<std::io::Result<()>>>,
+}
+
+impl Receiver {
+    /// Starts an actix-web server on its own thread and System.
+    fn start(ip: IpAddr, workers: usize) -> Result<Receiver> {
+        let listener = TcpListener::bind((ip, 0))?;
+        let addr = listener.local_addr()?;
+        let tally = Arc::new(Tally::default());
+        let shared = web::Data::from(tally.clone());
+        let (tx, rx) = std::sync::mpsc::channel();
+        let thread = std::thread::Builder::new()
+            .name("bench-receiver".into())
+            .spawn(move || {
+                actix_rt::System::new().block_on(async move {
+                    let server = HttpServer::new(move || {
+                        App::new()
+                            .app_data(shared.clone())
+                            .default_service(web::to(hook))
+                    })
+                    .workers(workers)
+                    .disable_signals()
+                    .shutdown_timeout(1)
+                    .listen(listener)?
+                    .run();
+                    let _ = tx.send(server.handle());
+                    server.await
+                })
+            })?;
+        let handle = rx
+            .recv_timeout(Duration::from_secs(10))
+            .map_err(|_| BenchError::Other("the webhook receiver did not start".into()))?;
+        tracing::info!(%addr, "bench webhook receiver listening");
+        Ok(Receiver {
+            addr,
+            tally,
+            handle,
+            thread: Some(thread),
+        })
+    }
+
+    fn url(&self) -> String {
+        format!("http://{}/hook", self.addr)
+    }
+
+    async fn stop(mut self) {
+        self.handle.stop(false).await;
+        if let Some(t) = self.thread.take() {
+            let _ = tokio::task::spawn_blocking(move || t.join()).await;
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// send
+
+struct SendPlan {
+    per_request: usize,
+    concurrency: usize,
+    duration: Option<u64>,
+    requests: Option<u64>,
+    warmup: Duration,
+    live: bool,
+}
+
+#[derive(Default)]
+struct WorkerStats {
+    ok: u64,
+    errors: u64,
+    accepted: u64,
+    latencies_us: Vec<u32>,
+    first_error: Option<String>,
+    last_done: Option<Instant>,
+}
+
+struct Clock {
+    measure_from: Instant,
+    stop_at: Instant,
+    total: Option<u64>,
+    issued: AtomicU64,
+}
+
+async fn send_worker(
+    http: reqwest::Client,
+    url: Arc<str>,
+    auth: Arc<str>,
+    body: Bytes,
+    clock: Arc<Clock>,
+) -> WorkerStats {
+    let mut stats = WorkerStats::default();
+    loop {
+        let started = Instant::now();
+        if started >= clock.stop_at {
+            break;
+        }
+        let measured = started >= clock.measure_from;
+        if measured {
+            if let Some(total) = clock.total {
+                if clock.issued.fetch_add(1, Ordering::Relaxed) >= total {
+                    break;
+                }
+            }
+        }
+        let result = http
+            .post(&*url)
+            .header(AUTHORIZATION, &*auth)
+            .header(CONTENT_TYPE, "application/json")
+            .body(body.clone())
+            .send()
+            .await;
+        let outcome = match result {
+            Ok(resp) => {
+                let status = resp.status();
+                match resp.bytes().await {
+                    Ok(answer) if status == StatusCode::ACCEPTED => Ok(accepted_in(&answer)),
+                    Ok(answer) => Err(format!(
+                        "HTTP {status}: {}",
+                        String::from_utf8_lossy(&answer[..answer.len().min(300)])
+                    )),
+                    Err(e) => Err(format!("reading the answer: {e}")),
+                }
+            }
+            Err(e) => Err(e.to_string()),
+        };
+        let done = Instant::now();
+        if !measured {
+            continue;
+        }
+        match outcome {
+            Ok(accepted) => {
+                stats.ok += 1;
+                stats.accepted += accepted;
+                let us = done.duration_since(started).as_micros();
+                stats.latencies_us.push(us.min(u32::MAX as u128) as u32);
+            }
+            Err(e) => {
+                stats.errors += 1;
+                stats.first_error.get_or_insert(e);
+            }
+        }
+        stats.last_done = Some(done);
+    }
+    stats
+}
+
+fn percentile(sorted: &[u32], p: f64) -> f64 {
+    if sorted.is_empty() {
+        return 0.0;
+    }
+    let rank = ((p / 100.0) * sorted.len() as f64).ceil() as usize;
+    sorted[rank.clamp(1, sorted.len()) - 1] as f64 / 1000.0
+}
+
+async fn bench_send(settings: &Settings, common: &Common, plan: SendPlan) -> Result<()> {
+    let receiver = Receiver::start(common.receiver_ip, common.receiver_workers)?;
+    let http = client(plan.concurrency + 4)?;
+    let (unit, batch) = if plan.live {
+        ("second", 10_000)
+    } else {
+        ("day", 10_000)
+    };
+    let level = json!({
+        "name": "bench-send",
+        "intervalTime": 1, "unit": unit,
+        "expTime": 7, "expUnit": "day",
+        "batchCount": batch,
+    });
+    let fx = fixture(
+        settings,
+        &http,
+        &common.base,
+        "send",
+        level,
+        &receiver.url(),
+    )
+    .await?;
+    let body = send_body(fx.group, plan.per_request)?;
+
+    let duration = match (plan.duration, plan.requests) {
+        (Some(d), _) => Duration::from_secs(d.max(1)),
+        (None, Some(_)) => Duration::from_secs(REQUESTS_CAP_SECS),
+        (None, None) => Duration::from_secs(10),
+    };
+    let start = Instant::now();
+    let clock = Arc::new(Clock {
+        measure_from: start + plan.warmup,
+        stop_at: start + plan.warmup + duration,
+        total: plan.requests,
+        issued: AtomicU64::new(0),
+    });
+    let url: Arc<str> = format!("{}/api/v1/groups/send", common.base).into();
+    let auth: Arc<str> = format!("Bearer {}", fx.token).into();
+    tracing::info!(
+        per_request = plan.per_request,
+        concurrency = plan.concurrency,
+        ?duration,
+        requests = ?plan.requests,
+        "send: running"
+    );
+    let tasks: Vec<_> = (0..plan.concurrency)
+        .map(|_| {
+            tokio::spawn(send_worker(
+                http.clone(),
+                url.clone(),
+                auth.clone(),
+                body.clone(),
+                clock.clone(),
+            ))
+        })
+        .collect();
+    let mut all = WorkerStats::default();
+    for t in tasks {
+        let s = t
+            .await
+            .map_err(|e| BenchError::Other(format!("send task: {e}")))?;
+        all.ok += s.ok;
+        all.errors += s.errors;
+        all.accepted += s.accepted;
+        all.latencies_us.extend(s.latencies_us);
+        if all.first_error.is_none() {
+            all.first_error = s.first_error;
+        }
+        all.last_done = all.last_done.max(s.last_done);
+    }
+    let elapsed = all
+        .last_done
+        .map(|d| d.saturating_duration_since(clock.measure_from))
+        .unwrap_or_default()
+        .as_secs_f64()
+        .max(1e-9);
+    all.latencies_us.sort_unstable();
+    let requests = all.ok + all.errors;
+    let (_, delivered, _, _) = receiver.tally.snapshot();
+
+    println!(
+        "send: {} message(s)/request, concurrency {}, measured {:.2} s after {} s warm-up{}",
+        plan.per_request,
+        plan.concurrency,
+        elapsed,
+        plan.warmup.as_secs(),
+        if plan.live {
+            " (live: 1-second level delivering)"
+        } else {
+            " (1-day level: nothing delivered)"
+        }
+    );
+    println!(
+        "  requests:  {requests} ({} ok, {} errors) = {:.0} req/s",
+        all.ok,
+        all.errors,
+        requests as f64 / elapsed
+    );
+    println!(
+        "  accepted:  {} messages = {:.0} msg/s",
+        all.accepted,
+        all.accepted as f64 / elapsed
+    );
+    let mean = if all.latencies_us.is_empty() {
+        0.0
+    } else {
+        all.latencies_us.iter().map(|&u| u as f64).sum::<f64>()
+            / all.latencies_us.len() as f64
+            / 1000.0
+    };
+    println!(
+        "  latency:   p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms, mean {:.2} ms",
+        percentile(&all.latencies_us, 50.0),
+        percentile(&all.latencies_us, 99.0),
+        percentile(&all.latencies_us, 100.0),
+        mean
+    );
+    if let Some(e) = &all.first_error {
+        println!("  first error: {e}");
+    }
+    println!("  deliveries seen by the receiver meanwhile: {delivered}");
+
+    cleanup(&http, &common.base, &fx, common.keep).await;
+    receiver.stop().await;
+    Ok(())
+}
+
+// ---------------------------------------------------------------------------------------------
+// deliver
+
+async fn bench_deliver(
+    settings: &Settings,
+    common: &Common,
+    messages: usize,
+    batch_count: i64,
+    chunk: usize,
+    timeout: Duration,
+) -> Result<()> {
+    let receiver = Receiver::start(common.receiver_ip, common.receiver_workers)?;
+    let http = client(8)?;
+    let level = json!({
+        "name": "bench-deliver",
+        "intervalTime": 1, "unit": "second",
+        "expTime": 1, "expUnit": "day",
+        "batchCount": batch_count,
+    });
+    let fx = fixture(
+        settings,
+        &http,
+        &common.base,
+        "deliver",
+        level,
+        &receiver.url(),
+    )
+    .await?;
+    let url = format!("{}/api/v1/groups/send", common.base);
+    let auth = format!("Bearer {}", fx.token);
+
+    tracing::info!(messages, chunk, batch_count, "deliver: queuing");
+    let send_start = Instant::now();
+    let deadline = send_start + timeout;
+    let mut queued = 0usize;
+    let mut requests = 0usize;
+    while queued < messages {
+        let n = chunk.min(messages - queued);
+        let resp = http
+            .post(&url)
+            .header(AUTHORIZATION, &auth)
+            .header(CONTENT_TYPE, "application/json")
+            .body(send_body(fx.group, n)?)
+            .send()
+            .await?;
+        let status = resp.status();
+        let answer = resp.bytes().await?;
+        if status != StatusCode::ACCEPTED {
+            return Err(BenchError::Api(format!(
+                "send: HTTP {status}: {}",
+                String::from_utf8_lossy(&answer[..answer.len().min(300)])
+            )));
+        }
+        queued += accepted_in(&answer) as usize;
+        requests += 1;
+    }
+    let send_elapsed = send_start.elapsed();
+
+    tracing::info!(queued, "deliver: waiting for the deliveries");
+    loop {
+        if receiver.tally.distinct() >= messages || Instant::now() >= deadline {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    // Let any duplicate or straggler land before the snapshot.
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let (hits, distinct, without_id, arrivals) = receiver.tally.snapshot();
+
+    println!(
+        "deliver: {messages} messages, level 1 s x batchCount {batch_count} (ceiling {batch_count}/s), sent in requests of {chunk}"
+    );
+    println!(
+        "  queuing:   {requests} requests, {queued} accepted in {:.2} s = {:.0} msg/s",
+        send_elapsed.as_secs_f64(),
+        queued as f64 / send_elapsed.as_secs_f64().max(1e-9)
+    );
+    match (
+        arrivals.first(),
+        arrivals.get(messages.min(arrivals.len()).saturating_sub(1)),
+    ) {
+        (Some(&first), Some(&last)) => {
+            let span = last.duration_since(first).as_secs_f64();
+            let counted = messages.min(arrivals.len());
+            println!(
+                "  first delivery {:.2} s after the first send; delivery #{counted} {:.2} s after it",
+                first.duration_since(send_start).as_secs_f64(),
+                span
+            );
+            println!(
+                "  delivered: {distinct}/{messages} distinct ids ({hits} requests, {} duplicates, {without_id} without id){}",
+                hits.saturating_sub(distinct as u64 + without_id),
+                if distinct < messages {
+                    format!(" -- timed out after {} s", timeout.as_secs())
+                } else {
+                    String::new()
+                }
+            );
+            println!(
+                "  rate:      {:.0} deliveries/s (first to #{counted})",
+                counted as f64 / span.max(1e-9)
+            );
+            let mut buckets: Vec<usize> = Vec::new();
+            for a in &arrivals {
+                let s = a.duration_since(first).as_secs() as usize;
+                if buckets.len() <= s {
+                    buckets.resize(s + 1, 0);
+                }
+                buckets[s] += 1;
+            }
+            println!("  per second since the first delivery: {buckets:?}");
+        }
+        _ => println!(
+            "  delivered: nothing within {} s ({hits} requests)",
+            timeout.as_secs()
+        ),
+    }
+
+    cleanup(&http, &common.base, &fx, common.keep).await;
+    receiver.stop().await;
+    Ok(())
+}
+
+// ---------------------------------------------------------------------------------------------
+// baseline
+
+/// The key `redis-benchmark -t lpush` writes.
+const REDIS_BENCH_KEY: &str = "mylist";
+
+async fn redis_baseline(redis_url: &str) -> Result<()> {
+    let parsed = url::Url::parse(redis_url)
+        .map_err(|e| BenchError::Other(format!("redis url '{redis_url}': {e}")))?;
+    let host = parsed.host_str().unwrap_or("127.0.0.1").to_string();
+    let port = parsed.port().unwrap_or(6379);
+    let db: u32 = parsed.path().trim_start_matches('/').parse().unwrap_or(0);
+
+    let client = redis::Client::open(redis_url)?;
+    let mut con = client.get_multiplexed_async_connection().await?;
+    let exists: bool = redis::cmd("EXISTS")
+        .arg(REDIS_BENCH_KEY)
+        .query_async(&mut con)
+        .await?;
+    if exists {
+        println!(
+            "baseline redis: skipped, key '{REDIS_BENCH_KEY}' already exists in {host}:{port} db {db}"
+        );
+        return Ok(());
+    }
+
+    let mut cmd = tokio::process::Command::new("redis-benchmark");
+    cmd.args([
+        "-h",
+        &host,
+        "-p",
+        &port.to_string(),
+        "--dbnum",
+        &db.to_string(),
+    ]);
+    if let Some(pass) = parsed.password() {
+        if !parsed.username().is_empty() {
+            cmd.args(["--user", parsed.username()]);
+        }
+        cmd.args(["-a", pass]);
+    }
+    let args = ["-P", "16", "-t", "lpush", "-n", "1000000", "-q"];
+    cmd.args(args);
+    tracing::info!(%host, port, db, "baseline: running redis-benchmark");
+    let output = match cmd.output().await {
+        Ok(o) => o,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            println!("baseline redis: skipped, redis-benchmark not found");
+            return Ok(());
+        }
+        Err(e) => return Err(e.into()),
+    };
+    let text = String::from_utf8_lossy(&output.stdout);
+    // `-q` redraws a progress line with '\r'; the last segment is the result.
+    let line = text
+        .split(['\r', '\n'])
+        .map(str::trim)
+        .rfind(|l| l.contains("requests per second"))
+        .unwrap_or("(no result line)");
+    println!(
+        "baseline redis: redis-benchmark {} (db {db}): {line}",
+        args.join(" ")
+    );
+    if !output.status.success() {
+        println!(
+            "  redis-benchmark exited with {}: {}",
+            output.status,
+            String::from_utf8_lossy(&output.stderr).trim()
+        );
+    }
+    let _: i64 = redis::cmd("DEL")
+        .arg(REDIS_BENCH_KEY)
+        .query_async(&mut con)
+        .await?;
+    Ok(())
+}
+
+const SCRATCH_SCHEMA: [&str; 5] = [
+    "CREATE TABLE bench_tenants (id UUID PRIMARY KEY)",
+    "CREATE TABLE bench_groups (id UUID PRIMARY KEY, \
+        tenant_id UUID NOT NULL REFERENCES bench_tenants(id) ON DELETE CASCADE)",
+    // Same columns, constraints, foreign keys and indexes as `messages`.
+    "CREATE TABLE bench_messages (
+        id               UUID PRIMARY KEY,
+        tenant_id        UUID NOT NULL REFERENCES bench_tenants(id) ON DELETE CASCADE,
+        group_id         UUID NOT NULL REFERENCES bench_groups(id),
+        state            TEXT NOT NULL CHECK (state IN ('scheduled', 'queued', 'active', 'delivered', 'failed', 'expired', 'cancelled')),
+        subject          TEXT NOT NULL DEFAULT '',
+        body             TEXT,
+        use_template     BOOLEAN NOT NULL DEFAULT FALSE,
+        variables        JSONB NOT NULL DEFAULT '{}',
+        send_list        JSONB,
+        data             JSONB,
+        repeat           JSONB,
+        run              INTEGER NOT NULL DEFAULT 0,
+        attempts         INTEGER NOT NULL DEFAULT 0,
+        due_at           TIMESTAMPTZ NOT NULL,
+        run_at           TIMESTAMPTZ NOT NULL,
+        finished_at      TIMESTAMPTZ,
+        created_at       TIMESTAMPTZ NOT NULL DEFAULT now(),
+        updated_at       TIMESTAMPTZ NOT NULL DEFAULT now()
+    )",
+    "CREATE INDEX bench_messages_pending ON bench_messages (group_id, due_at) \
+        WHERE state IN ('scheduled', 'queued', 'active')",
+    "CREATE INDEX bench_messages_tenant ON bench_messages (tenant_id, created_at)",
+];
+
+const UNNEST_INSERT: &str = "INSERT INTO bench_messages \
+    (id, tenant_id, group_id, state, subject, body, use_template, variables, run, attempts, \
+     due_at, run_at, created_at, updated_at) \
+    SELECT * FROM unnest($1::uuid[], $2::uuid[], $3::uuid[], $4::text[], $5::text[], \
+     $6::text[], $7::bool[], $8::jsonb[], $9::int4[], $10::int4[], $11::timestamptz[], \
+     $12::timestamptz[], $13::timestamptz[], $14::timestamptz[])";
+
+/// One `unnest` insert of `n` message-shaped rows.
+async fn insert_rows(
+    conn: &mut AsyncPgConnection,
+    n: usize,
+    tenant: Uuid,
+    group: Uuid,
+) -> Result<usize> {
+    use diesel_async::RunQueryDsl;
+    let now = Utc::now();
+    let rows = diesel::sql_query(UNNEST_INSERT)
+        .bind::<Array<SqlUuid>, _>((0..n).map(|_| Uuid::now_v7()).collect::<Vec<_>>())
+        .bind::<Array<SqlUuid>, _>(vec![tenant; n])
+        .bind::<Array<SqlUuid>, _>(vec![group; n])
+        .bind::<Array<Text>, _>(vec!["queued".to_string(); n])
+        .bind::<Array<Text>, _>(vec!["pigeon bench".to_string(); n])
+        .bind::<Array<Text>, _>(vec!["hello from pigeon bench".to_string(); n])
+        .bind::<Array<Bool>, _>(vec![false; n])
+        .bind::<Array<Jsonb>, _>(vec![json!({}); n])
+        .bind::<Array<Int4>, _>(vec![0i32; n])
+        .bind::<Array<Int4>, _>(vec![0i32; n])
+        .bind::<Array<Timestamptz>, _>(vec![now; n])
+        .bind::<Array<Timestamptz>, _>(vec![now; n])
+        .bind::<Array<Timestamptz>, _>(vec![now; n])
+        .bind::<Array<Timestamptz>, _>(vec![now; n])
+        .execute(conn)
+        .await?;
+    Ok(rows)
+}
+
+struct PhaseResult {
+    rows: u64,
+    statements: u64,
+    elapsed: f64,
+    latencies_us: Vec<u32>,
+}
+
+/// `connections` tasks each inserting `rows` rows per statement until `length` has passed.
+async fn pg_phase(
+    pool: &store::PgPool,
+    connections: usize,
+    rows: usize,
+    length: Duration,
+    tenant: Uuid,
+    group: Uuid,
+) -> Result<PhaseResult> {
+    // Connect everyone before the clock starts.
+    let mut conns = Vec::with_capacity(connections);
+    for _ in 0..connections {
+        conns.push(store::conn(pool).await?);
+    }
+    let start = Instant::now();
+    let stop_at = start + length;
+    let tasks: Vec<_> = conns
+        .into_iter()
+        .map(|mut conn| {
+            tokio::spawn(async move {
+                let mut done = 0u64;
+                let mut statements = 0u64;
+                let mut lat = Vec::new();
+                let mut last = start;
+                while Instant::now() < stop_at {
+                    let t = Instant::now();
+                    done += insert_rows(&mut conn, rows, tenant, group).await? as u64;
+                    last = Instant::now();
+                    statements += 1;
+                    lat.push(last.duration_since(t).as_micros().min(u32::MAX as u128) as u32);
+                }
+                Ok::<_, BenchError>((done, statements, lat, last))
+            })
+        })
+        .collect();
+    let mut out = PhaseResult {
+        rows: 0,
+        statements: 0,
+        elapsed: 0.0,
+        latencies_us: Vec::new(),
+    };
+    let mut last = start;
+    for t in tasks {
+        let (done, statements, lat, l) = t
+            .await
+            .map_err(|e| BenchError::Other(format!("insert task: {e}")))??;
+        out.rows += done;
+        out.statements += statements;
+        out.latencies_us.extend(lat);
+        last = last.max(l);
+    }
+    out.elapsed = last.duration_since(start).as_secs_f64().max(1e-9);
+    out.latencies_us.sort_unstable();
+    Ok(out)
+}
+
+fn scratch_url(database_url: &str) -> Result<String> {
+    let mut parsed = url::Url::parse(database_url)
+        .map_err(|e| BenchError::Other(format!("database url: {e}")))?;
+    let base = parsed.path().trim_start_matches('/').to_string();
+    let base = if base.is_empty() {
+        "pigeon".into()
+    } else {
+        base
+    };
+    let tag = Uuid::new_v4().simple().to_string();
+    parsed.set_path(&format!("/{base}_scratch_{}", &tag[..8]));
+    Ok(parsed.to_string())
+}
+
+async fn pg_baseline(database_url: &str, connections: usize, length: Duration) -> Result<()> {
+    let url = scratch_url(database_url)?;
+    let name = url::Url::parse(&url)
+        .map(|u| u.path().trim_start_matches('/').to_string())
+        .unwrap_or_default();
+    store::create_database_if_missing(&url).await?;
+    tracing::info!(database = %name, "baseline: scratch database created");
+    let result = pg_baseline_in(&url, &name, connections, length).await;
+    match store::drop_database(&url).await {
+        Ok(()) => tracing::info!(database = %name, "baseline: scratch database dropped"),
+        Err(e) => {
+            tracing::warn!(database = %name, error = %e, "could not drop the scratch database")
+        }
+    }
+    result
+}
+
+async fn pg_baseline_in(url: &str, name: &str, connections: usize, length: Duration) -> Result<()> {
+    use diesel_async::RunQueryDsl;
+    let tenant = Uuid::now_v7();
+    let group = Uuid::now_v7();
+    {
+        let mut conn = AsyncPgConnection::establish(url)
+            .await
+            .map_err(|e| StoreError::Connect(e.to_string()))?;
+        for stmt in SCRATCH_SCHEMA {
+            diesel::sql_query(stmt).execute(&mut conn).await?;
+        }
+        diesel::sql_query("INSERT INTO bench_tenants (id) VALUES ($1)")
+            .bind::<SqlUuid, _>(tenant)
+            .execute(&mut conn)
+            .await?;
+        diesel::sql_query("INSERT INTO bench_groups (id, tenant_id) VALUES ($1, $2)")
+            .bind::<SqlUuid, _>(group)
+            .bind::<SqlUuid, _>(tenant)
+            .execute(&mut conn)
+            .await?;
+    }
+    let pool = store::pool(url, connections)?;
+    println!(
+        "baseline postgres: scratch db {name}, table shaped like messages (FKs, indexes), {connections} connections, {} s per phase",
+        length.as_secs()
+    );
+    for (label, rows) in [
+        ("100 rows/statement", BASELINE_ROWS_PER_STATEMENT),
+        ("1 row/transaction ", 1),
+    ] {
+        tracing::info!(rows, "baseline: postgres phase");
+        let r = pg_phase(&pool, connections, rows, length, tenant, group).await?;
+        println!(
+            "  {label}: {} rows in {} statements, {:.2} s = {:.0} rows/s, {:.0} statements/s; statement p50 {:.2} ms, p99 {:.2} ms",
+            r.rows,
+            r.statements,
+            r.elapsed,
+            r.rows as f64 / r.elapsed,
+            r.statements as f64 / r.elapsed,
+            percentile(&r.latencies_us, 50.0),
+            percentile(&r.latencies_us, 99.0),
+        );
+    }
+    drop(pool);
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn counts_message_ids() {
+        let answer = br#"[{"messageId":"a","groupId":"g"},{"messageId":"b"}]"#;
+        assert_eq!(accepted_in(answer), 2);
+        assert_eq!(accepted_in(b"[]"), 0);
+    }
+
+    #[test]
+    fn percentiles() {
+        let v: Vec<u32> = (1..=100).map(|i| i * 1000).collect();
+        assert_eq!(percentile(&v, 50.0), 50.0);
+        assert_eq!(percentile(&v, 99.0), 99.0);
+        assert_eq!(percentile(&v, 100.0), 100.0);
+        assert_eq!(percentile(&[], 50.0), 0.0);
+    }
+
+    #[test]
+    fn scratch_database_sits_next_to_the_configured_one() {
+        let url = scratch_url("postgres://root@127.0.0.1:5432/pigeon_bench").unwrap_or_default();
+        assert!(url.starts_with("postgres://root@127.0.0.1:5432/pigeon_bench_scratch_"));
+    }
+}

@@ -1,0 +1,11 @@
+//! Pigeon's integration tests: one binary, each test a user's story against the real app,
+//! PostgreSQL and Redis.
+
+mod util;
+
+mod cli;
+mod delivery;
+mod durability;
+mod errors;
+mod resources;
+mod supervision;

@@ -1,0 +1,137 @@
+//! A pigeon that panics is restarted by its supervisor and loses no claim.
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use pigeon::engine::{redis::RedisEngine, Engine, Millis, QueueDepth, Result};
+use serde_json::json;
+use uuid::Uuid;
+
+use crate::util::{redis_url, Receiver, Scratch, TestApp};
+
+#[derive(Clone, Copy)]
+enum Fault {
+    /// Panic in the first `claim`, after the claim was taken (the wake never learns its ids).
+    AfterClaim,
+    /// Panic in the first `ack` (the wake holds its ids).
+    OnAck,
+}
+
+/// A real engine that panics once, where told.
+struct Faulty {
+    inner: RedisEngine,
+    fault: Fault,
+    fired: AtomicUsize,
+}
+
+impl Faulty {
+    fn fire(&self, at: Fault) {
+        if std::mem::discriminant(&at) == std::mem::discriminant(&self.fault)
+            && self.fired.fetch_add(1, Ordering::SeqCst) == 0
+        {
+            panic!("injected fault");
+        }
+    }
+}
+
+#[async_trait]
+impl Engine for Faulty {
+    fn kind(&self) -> &'static str {
+        "faulty-redis"
+    }
+    async fn enqueue(&self, g: Uuid, items: &[(Uuid, Millis)]) -> Result<()> {
+        self.inner.enqueue(g, items).await
+    }
+    async fn claim(&self, g: Uuid, max: usize, now: Millis, lease: Millis) -> Result<Vec<Uuid>> {
+        let ids = self.inner.claim(g, max, now, lease).await?;
+        if !ids.is_empty() {
+            self.fire(Fault::AfterClaim);
+        }
+        Ok(ids)
+    }
+    async fn ack(&self, g: Uuid, ids: &[Uuid]) -> Result<()> {
+        self.fire(Fault::OnAck);
+        self.inner.ack(g, ids).await
+    }
+    async fn release(&self, g: Uuid, items: &[(Uuid, Millis)]) -> Result<()> {
+        self.inner.release(g, items).await
+    }
+    async fn remove(&self, g: Uuid, ids: &[Uuid]) -> Result<()> {
+        self.inner.remove(g, ids).await
+    }
+    async fn drop_group(&self, g: Uuid) -> Result<()> {
+        self.inner.drop_group(g).await
+    }
+    async fn depth(&self, g: Uuid) -> Result<QueueDepth> {
+        self.inner.depth(g).await
+    }
+    async fn acquire_lease(&self, g: Uuid, node: &str, ttl: Millis) -> Result<bool> {
+        self.inner.acquire_lease(g, node, ttl).await
+    }
+    async fn release_lease(&self, g: Uuid, node: &str) -> Result<()> {
+        self.inner.release_lease(g, node).await
+    }
+    async fn is_synced(&self) -> Result<bool> {
+        self.inner.is_synced().await
+    }
+    async fn mark_synced(&self) -> Result<()> {
+        self.inner.mark_synced().await
+    }
+    async fn ping(&self) -> Result<()> {
+        self.inner.ping().await
+    }
+}
+
+async fn survives(fault: Fault) {
+    let scratch = Arc::new(Scratch::new());
+    let mut settings = scratch.settings();
+    // A claim the wake never learned of comes back when its lease lapses.
+    settings.engine.claim_lease_secs = 2;
+    let engine = Faulty {
+        inner: RedisEngine::connect(&redis_url(), &scratch.prefix)
+            .await
+            .unwrap(),
+        fault,
+        fired: AtomicUsize::new(0),
+    };
+    let app = TestApp::start(scratch, settings, Some(Arc::new(engine))).await;
+    let receiver = Receiver::start().await;
+    let (_, admin) = app.tenant("acme").await;
+    app.level(&admin, "fast", 1, 10).await;
+    let group = app.webhook_group(&admin, "g", "fast", &receiver.url).await;
+
+    let first = app
+        .send(&admin, json!([{"groupId": group, "message": "first"}]))
+        .await[0];
+    app.wait_state(&admin, first, "delivered", Duration::from_secs(15))
+        .await;
+    // The restarted pigeon keeps working.
+    let second = app
+        .send(&admin, json!([{"groupId": group, "message": "second"}]))
+        .await[0];
+    app.wait_state(&admin, second, "delivered", Duration::from_secs(15))
+        .await;
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let bodies: Vec<_> = receiver
+        .got()
+        .iter()
+        .map(|r| r.json()["message"].clone())
+        .collect();
+    assert_eq!(
+        bodies,
+        vec![json!("first"), json!("second")],
+        "each delivered exactly once"
+    );
+}
+
+#[tokio::test]
+async fn a_pigeon_panicking_after_its_claim_loses_nothing() {
+    survives(Fault::AfterClaim).await;
+}
+
+#[tokio::test]
+async fn a_pigeon_panicking_while_finishing_loses_nothing() {
+    survives(Fault::OnAck).await;
+}

@@ -34,7 +34,13 @@
 //!   when all arrived); whatever arrived by the timeout is reported. Note the level itself caps
 //!   the rate at `batchCount` per second (a wake never overlaps the previous one), so with the
 //!   defaults the ceiling is 10000/s and two wakes are needed; the per-second arrival counts
-//!   show how each wake went.
+//!   and the bursts (arrivals split at pauses > 150 ms, i.e. one per wake, with their own
+//!   rate: the raw delivery speed of one wake, free of the level's cap) show how each wake
+//!   went. The receiver then keeps listening for `--settle` seconds (default 3) so that
+//!   redeliveries (a repeated `Pigeon-Delivery-Id`) show up, and the server-side state of
+//!   `--sample` messages (default 20, spread over the run) is read back with
+//!   `GET /api/v1/messages/{id}`: a message the receiver got but the server did not record as
+//!   `delivered` means the wake failed after sending.
 //! * `baseline` — the **reference ceilings** of the machine, for comparison with the two above:
 //!   (1) `redis-benchmark -P 16 -t lpush -n 1000000 -q` against the configured engine Redis
 //!   (its host, port, password and database number; skipped if `redis-benchmark` is missing or
@@ -101,7 +107,8 @@ pub struct BenchArgs {
 
 #[derive(Debug, Subcommand)]
 pub enum Scenario {
-    /// Throughput and latency of POST /api/v1/groups/send (nothing delivered meanwhile).
+    /// Throughput and latency of POST /api/v1/groups/send (1-day level: nothing delivered
+    /// meanwhile, unless --live).
     Send {
         /// Messages per request.
         #[arg(long, default_value_t = 1)]
@@ -136,6 +143,12 @@ pub enum Scenario {
         /// Seconds to wait for every delivery, from the first send.
         #[arg(long, default_value_t = 120)]
         timeout: u64,
+        /// Seconds to keep listening after the last delivery, to catch redeliveries.
+        #[arg(long, default_value_t = 3)]
+        settle: u64,
+        /// Messages whose server-side state is checked afterwards (GET /messages/{id}).
+        #[arg(long, default_value_t = 20)]
+        sample: usize,
     },
     /// Machine ceilings: redis-benchmark LPUSH, and PostgreSQL unnest inserts.
     Baseline {
@@ -208,16 +221,18 @@ pub fn run(settings: &Settings, args: BenchArgs) -> Result<()> {
                 batch_count,
                 chunk,
                 timeout,
+                settle,
+                sample,
             } => {
-                bench_deliver(
-                    settings,
-                    &common,
-                    messages.max(1),
-                    batch_count.max(1),
-                    chunk.clamp(1, 10_000),
-                    Duration::from_secs(timeout),
-                )
-                .await
+                let plan = DeliverPlan {
+                    messages: messages.max(1),
+                    batch_count: batch_count.max(1),
+                    chunk: chunk.clamp(1, 10_000),
+                    timeout: Duration::from_secs(timeout),
+                    settle: Duration::from_secs(settle),
+                    sample,
+                };
+                bench_deliver(settings, &common, plan).await
             }
             Scenario::Baseline {
                 connections,
@@ -767,14 +782,103 @@ async fn bench_send(settings: &Settings, common: &Common, plan: SendPlan) -> Res
 // ---------------------------------------------------------------------------------------------
 // deliver
 
-async fn bench_deliver(
-    settings: &Settings,
-    common: &Common,
+/// A pause between two deliveries longer than this starts a new burst (a new wake).
+const BURST_GAP: Duration = Duration::from_millis(150);
+
+/// Arrivals split into bursts at gaps longer than `gap`: (deliveries, first to last).
+fn bursts(arrivals: &[Instant], gap: Duration) -> Vec<(usize, Duration)> {
+    let mut out: Vec<(usize, Duration)> = Vec::new();
+    let Some(&first) = arrivals.first() else {
+        return out;
+    };
+    let (mut start, mut prev, mut n) = (first, first, 0usize);
+    for &a in arrivals {
+        if a.saturating_duration_since(prev) > gap {
+            out.push((n, prev.duration_since(start)));
+            (start, n) = (a, 0);
+        }
+        n += 1;
+        prev = a;
+    }
+    out.push((n, prev.duration_since(start)));
+    out
+}
+
+struct DeliverPlan {
     messages: usize,
     batch_count: i64,
     chunk: usize,
     timeout: Duration,
-) -> Result<()> {
+    settle: Duration,
+    sample: usize,
+}
+
+/// The `messageId`s of a send answer.
+fn message_ids(answer: &[u8]) -> Vec<String> {
+    serde_json::from_slice::<Vec<Value>>(answer)
+        .unwrap_or_default()
+        .iter()
+        .filter_map(|m| m.get("messageId").and_then(Value::as_str).map(String::from))
+        .collect()
+}
+
+/// States of `sample` messages spread over `ids`, as the server reports them, counted.
+async fn sample_states(
+    http: &reqwest::Client,
+    base: &str,
+    token: &str,
+    ids: &[String],
+    sample: usize,
+) -> Vec<(String, usize)> {
+    let mut counts: Vec<(String, usize)> = Vec::new();
+    if ids.is_empty() || sample == 0 {
+        return counts;
+    }
+    let n = sample.min(ids.len());
+    for i in 0..n {
+        let at = if n > 1 {
+            i * (ids.len() - 1) / (n - 1)
+        } else {
+            0
+        };
+        let id = &ids[at];
+        let state = match call(
+            http,
+            reqwest::Method::GET,
+            &format!("{base}/api/v1/messages/{id}"),
+            token,
+            None,
+            StatusCode::OK,
+        )
+        .await
+        {
+            Ok(v) => {
+                let state = v.get("state").and_then(Value::as_str).unwrap_or("?");
+                let recorded = v
+                    .get("deliveries")
+                    .and_then(Value::as_array)
+                    .map_or(0, Vec::len);
+                format!("{state} ({recorded} delivery record(s))")
+            }
+            Err(e) => format!("error: {e}"),
+        };
+        match counts.iter_mut().find(|(s, _)| *s == state) {
+            Some((_, c)) => *c += 1,
+            None => counts.push((state, 1)),
+        }
+    }
+    counts
+}
+
+async fn bench_deliver(settings: &Settings, common: &Common, plan: DeliverPlan) -> Result<()> {
+    let DeliverPlan {
+        messages,
+        batch_count,
+        chunk,
+        timeout,
+        settle,
+        sample,
+    } = plan;
     let receiver = Receiver::start(common.receiver_ip, common.receiver_workers)?;
     let http = client(8)?;
     let level = json!({
@@ -800,6 +904,7 @@ async fn bench_deliver(
     let deadline = send_start + timeout;
     let mut queued = 0usize;
     let mut requests = 0usize;
+    let mut ids: Vec<String> = Vec::with_capacity(messages);
     while queued < messages {
         let n = chunk.min(messages - queued);
         let resp = http
@@ -817,7 +922,9 @@ async fn bench_deliver(
                 String::from_utf8_lossy(&answer[..answer.len().min(300)])
             )));
         }
-        queued += accepted_in(&answer) as usize;
+        let accepted = message_ids(&answer);
+        queued += accepted.len();
+        ids.extend(accepted);
         requests += 1;
     }
     let send_elapsed = send_start.elapsed();
@@ -829,9 +936,10 @@ async fn bench_deliver(
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    // Let any duplicate or straggler land before the snapshot.
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    // Redeliveries (same Pigeon-Delivery-Id) would come on later wakes: keep listening.
+    tokio::time::sleep(settle).await;
     let (hits, distinct, without_id, arrivals) = receiver.tally.snapshot();
+    let states = sample_states(&http, &common.base, &fx.token, &ids, sample).await;
 
     println!(
         "deliver: {messages} messages, level 1 s x batchCount {batch_count} (ceiling {batch_count}/s), sent in requests of {chunk}"
@@ -854,8 +962,9 @@ async fn bench_deliver(
                 span
             );
             println!(
-                "  delivered: {distinct}/{messages} distinct ids ({hits} requests, {} duplicates, {without_id} without id){}",
+                "  delivered: {distinct}/{messages} distinct ids; {hits} requests, {} of them repeats of an id, {without_id} without id (listened {} s more){}",
                 hits.saturating_sub(distinct as u64 + without_id),
+                settle.as_secs(),
                 if distinct < messages {
                     format!(" -- timed out after {} s", timeout.as_secs())
                 } else {
@@ -875,11 +984,34 @@ async fn bench_deliver(
                 buckets[s] += 1;
             }
             println!("  per second since the first delivery: {buckets:?}");
+            let text: Vec<String> = bursts(&arrivals, BURST_GAP)
+                .iter()
+                .map(|(n, d)| {
+                    format!(
+                        "{n} in {:.3} s ({:.0}/s)",
+                        d.as_secs_f64(),
+                        *n as f64 / d.as_secs_f64().max(1e-3)
+                    )
+                })
+                .collect();
+            println!(
+                "  bursts (wakes; split at gaps > {} ms): {}",
+                BURST_GAP.as_millis(),
+                text.join(", ")
+            );
         }
         _ => println!(
             "  delivered: nothing within {} s ({hits} requests)",
             timeout.as_secs()
         ),
+    }
+    if !states.is_empty() {
+        let text: Vec<String> = states.iter().map(|(s, c)| format!("{c} {s}")).collect();
+        println!(
+            "  server-side state of {} sampled messages: {}",
+            states.iter().map(|(_, c)| c).sum::<usize>(),
+            text.join(", ")
+        );
     }
 
     cleanup(&http, &common.base, &fx, common.keep).await;
@@ -1180,6 +1312,15 @@ mod tests {
         let answer = br#"[{"messageId":"a","groupId":"g"},{"messageId":"b"}]"#;
         assert_eq!(accepted_in(answer), 2);
         assert_eq!(accepted_in(b"[]"), 0);
+    }
+
+    #[test]
+    fn splits_bursts_at_gaps() {
+        let t = Instant::now();
+        let ms = Duration::from_millis;
+        let arrivals = [t, t + ms(10), t + ms(20), t + ms(1000), t + ms(1030)];
+        assert_eq!(bursts(&arrivals, ms(150)), vec![(3, ms(20)), (2, ms(30))]);
+        assert!(bursts(&[], ms(150)).is_empty());
     }
 
     #[test]

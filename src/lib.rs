@@ -42,6 +42,9 @@ pub enum StartError {
     Io(#[from] std::io::Error),
 }
 
+/// Group-commit tasks: one gathers waiting sends while the other commits.
+const COMMIT_WORKERS: usize = 2;
+
 /// A started service.
 pub struct Service {
     pub server: actix_web::dev::Server,
@@ -109,6 +112,7 @@ pub async fn start(
         breeder: breeder.clone(),
         keys: auth::Keys::new(&settings.auth.jwt_secret),
         tenants: auth::TenantCache::default(),
+        commits: store::commit::Committer::start(pool.clone(), COMMIT_WORKERS),
         pool,
     });
 

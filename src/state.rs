@@ -8,7 +8,7 @@ use crate::actors::{breeder::Breeder, Deps};
 use crate::auth::{Keys, TenantCache};
 use crate::config::Settings;
 use crate::engine::Engine;
-use crate::store::PgPool;
+use crate::store::{commit::Committer, PgPool};
 
 pub struct AppState {
     pub deps: Arc<Deps>,
@@ -16,6 +16,8 @@ pub struct AppState {
     pub keys: Keys,
     pub tenants: TenantCache,
     pub pool: PgPool,
+    /// Group commit of send requests.
+    pub commits: Committer,
 }
 
 impl AppState {

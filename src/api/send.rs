@@ -25,8 +25,8 @@ use crate::store::levels::Level;
 use crate::store::messages::{IdempotencyKey, Message};
 use crate::store::{self, StoreError};
 
-/// Most objects one send request may carry.
-const MAX_SENDS: usize = 10_000;
+/// Most objects one request may carry: a send request is always one INSERT statement.
+const MAX_SENDS: usize = 1_000;
 
 #[derive(Debug, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
@@ -207,6 +207,18 @@ fn replay(stored: IdempotencyKey, hash: &str) -> Result<HttpResponse, AppError> 
         .json(stored.response))
 }
 
+/// The engine entries of new messages, per group.
+fn pending_by_group(rows: &[Message]) -> HashMap<Uuid, Vec<(Uuid, i64)>> {
+    let mut by_group: HashMap<Uuid, Vec<(Uuid, i64)>> = HashMap::new();
+    for m in rows {
+        by_group
+            .entry(m.group_id)
+            .or_default()
+            .push((m.id, m.due_at.timestamp_millis()));
+    }
+    by_group
+}
+
 /// `POST /api/v1/groups/send`: queue messages; 202 once they are committed.
 pub async fn send(
     req: HttpRequest,
@@ -311,20 +323,27 @@ pub async fn send(
         response: answer.clone(),
         created_at: now,
     });
-    let committed = conn
-        .transaction::<_, StoreError, _>(async |conn| {
-            Message::insert_all(conn, &rows).await?;
-            if let Some(r) = &record {
-                IdempotencyKey::insert(conn, r).await?;
-            }
-            Ok(())
-        })
-        .await;
+    let enqueue = pending_by_group(&rows);
+    let committed = match &record {
+        // The key and the messages commit together, so a retry finds one or the other whole.
+        Some(r) => {
+            conn.transaction::<_, StoreError, _>(async |conn| {
+                Message::insert_all(conn, &rows).await?;
+                IdempotencyKey::insert(conn, r).await
+            })
+            .await
+        }
+        None => {
+            drop(conn);
+            state.commits.insert(rows).await
+        }
+    };
     match committed {
         Ok(()) => {}
         // The same key won a race with this request: answer as the winner did.
         Err(StoreError::Duplicate(_)) if record.is_some() => {
             let key = record.as_ref().map(|r| r.key.as_str()).unwrap_or_default();
+            let mut conn = store::conn(&state.pool).await?;
             if let Some(stored) = IdempotencyKey::find(&mut conn, tenant, key).await? {
                 return replay(stored, &hash);
             }
@@ -332,17 +351,9 @@ pub async fn send(
         }
         Err(e) => return Err(e.into()),
     }
-    drop(conn);
 
     // Committed: from here the messages are accepted whatever the engine says.
-    let mut by_group: HashMap<Uuid, Vec<(Uuid, i64)>> = HashMap::new();
-    for m in &rows {
-        by_group
-            .entry(m.group_id)
-            .or_default()
-            .push((m.id, m.due_at.timestamp_millis()));
-    }
-    for (group, ids) in by_group {
+    for (group, ids) in enqueue {
         if let Err(e) = state.engine().enqueue(group, &ids).await {
             tracing::error!(%group, error = %e, "enqueue failed after commit; the engine will be rebuilt");
             state.deps.engine_dirty.store(true, Ordering::SeqCst);

@@ -10,6 +10,9 @@ use super::schema::deliveries;
 use super::Result;
 use crate::domain::DeliveryStatus;
 
+/// Rows per statement: 13 bound columns each, under PostgreSQL's 65 535 binds.
+const RECORD_CHUNK: usize = 4_000;
+
 /// The namespace of delivery ids (UUID v5 of message, run and target index).
 const DELIVERY_NS: Uuid = Uuid::from_u128(0x7069_6765_6f6e_4000_8000_6465_6c69_7672);
 
@@ -80,8 +83,17 @@ impl Delivery {
                 delivered_at: (a.status == DeliveryStatus::Delivered).then_some(now),
             })
             .collect();
+        // PostgreSQL takes at most 65 535 bound values per statement: a large wake is
+        // recorded in several statements (the caller's transaction keeps them atomic).
+        for chunk in rows.chunks(RECORD_CHUNK) {
+            Delivery::upsert(conn, chunk).await?;
+        }
+        Ok(())
+    }
+
+    async fn upsert(conn: &mut AsyncPgConnection, rows: &[Delivery]) -> Result<()> {
         diesel::insert_into(deliveries::table)
-            .values(&rows)
+            .values(rows)
             .on_conflict(deliveries::id)
             .do_update()
             .set((

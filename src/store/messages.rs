@@ -66,7 +66,7 @@ fn pending() -> [&'static str; 3] {
 }
 
 impl Message {
-    /// Inserts every message of one send request in one statement.
+    /// Inserts messages in one statement (at most `commit::MAX_STATEMENT_ROWS` of them).
     pub async fn insert_all(conn: &mut AsyncPgConnection, rows: &[Message]) -> Result<()> {
         diesel::insert_into(messages::table)
             .values(rows)

@@ -5,6 +5,7 @@
 //! Functions take a connection (or the pool) and return [`StoreError`]; `AppError` decides what
 //! callers see.
 
+pub mod commit;
 pub mod deliveries;
 pub mod groups;
 pub mod levels;

@@ -382,3 +382,77 @@ async fn test_and_directsend_deliver_at_once() {
         (400, Some("invalid_body"))
     );
 }
+
+#[tokio::test]
+async fn a_wake_larger_than_one_statement_is_recorded_once() {
+    let app = TestApp::spawn().await;
+    let receiver = Receiver::start().await;
+    let (_, admin) = app.tenant("acme").await;
+    app.level(&admin, "wide", 1, 5000).await;
+    // 6 messages x 1 000 targets: 6 000 deliveries in one wake, more rows than one statement
+    // may bind.
+    let targets: Vec<_> = (0..1000)
+        .map(|i| json!({"target": format!("t{i}"), "url": receiver.url}))
+        .collect();
+    let (s, g) = app
+        .call(
+            "POST",
+            "/api/v1/groups",
+            &admin,
+            Some(json!({"name": "wide", "type": "webhook",
+            "levelName": "wide", "sendList": targets})),
+        )
+        .await;
+    assert_eq!(s, 201);
+    let sends: Vec<_> = (0..6)
+        .map(|i| json!({"groupId": g["id"], "message": format!("m{i}")}))
+        .collect();
+    let ids = app.send(&admin, json!(sends)).await;
+    for id in &ids {
+        let m = app
+            .wait_state(&admin, *id, "delivered", Duration::from_secs(60))
+            .await;
+        assert_eq!(m["deliveries"].as_array().unwrap().len(), 1000);
+    }
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert_eq!(receiver.count(), 6000, "each delivery sent once");
+}
+
+#[tokio::test]
+async fn concurrent_sends_are_committed_together_and_all_delivered() {
+    let app = TestApp::spawn().await;
+    let receiver = Receiver::start().await;
+    let (_, admin) = app.tenant("acme").await;
+    app.level(&admin, "fast", 1, 1000).await;
+    let group = app.webhook_group(&admin, "g", "fast", &receiver.url).await;
+    let calls = (0..64).map(|i| {
+        app.send(
+            &admin,
+            json!([{"groupId": group, "message": format!("m{i}")}]),
+        )
+    });
+    let ids: Vec<_> = futures::future::join_all(calls)
+        .await
+        .into_iter()
+        .flatten()
+        .collect();
+    assert_eq!(ids.iter().collect::<HashSet<_>>().len(), 64);
+    let got = receiver.wait_for(64, WAIT).await;
+    let bodies: HashSet<_> = got
+        .iter()
+        .map(|r| r.json()["message"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(bodies.len(), 64);
+
+    // A request may carry at most 1 000 sends (one statement).
+    let too_many: Vec<_> = (0..1001)
+        .map(|_| json!({"groupId": group, "message": "x"}))
+        .collect();
+    let (s, e) = app
+        .call("POST", "/api/v1/groups/send", &admin, Some(json!(too_many)))
+        .await;
+    assert_eq!(
+        (s, e["error"]["code"].as_str()),
+        (400, Some("too_many_sends"))
+    );
+}

@@ -25,6 +25,9 @@ use crate::store::levels::Level;
 use crate::store::messages::{IdempotencyKey, Message};
 use crate::store::{self, StoreError};
 
+/// Requests with fewer sends than this go through group commit.
+const GROUP_COMMIT_BELOW: usize = 50;
+
 /// Most objects one request may carry: a send request is always one INSERT statement.
 const MAX_SENDS: usize = 1_000;
 
@@ -333,6 +336,8 @@ pub async fn send(
             })
             .await
         }
+        // A large request is a good statement on its own; small ones share one.
+        None if rows.len() >= GROUP_COMMIT_BELOW => Message::insert_all(&mut conn, &rows).await,
         None => {
             drop(conn);
             state.commits.insert(rows).await

@@ -24,6 +24,7 @@ pub struct Settings {
     pub engine: EngineSettings,
     pub auth: AuthSettings,
     pub delivery: DeliverySettings,
+    pub websocket: WebsocketSettings,
     pub log: LogSettings,
 }
 
@@ -97,6 +98,33 @@ pub struct DeliverySettings {
     pub http_timeout_secs: u64,
     /// Concurrent webhook requests per channel.
     pub http_concurrency: usize,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WebsocketSettings {
+    /// Server ping period, seconds.
+    pub heartbeat_interval_secs: u64,
+    /// A client silent this long is dropped, seconds.
+    pub client_timeout_secs: u64,
+    /// Outbound bytes a session may have pending before it is closed (1008).
+    pub outbound_buffer_bytes: usize,
+    /// Pushes kept per catch-up stream.
+    pub retention_count: usize,
+    /// Age after which pushes leave catch-up streams, seconds.
+    pub retention_secs: u64,
+}
+
+impl WebsocketSettings {
+    pub fn heartbeat_interval(&self) -> Duration {
+        Duration::from_millis((self.heartbeat_interval_secs * 1000).max(100))
+    }
+    pub fn client_timeout(&self) -> Duration {
+        Duration::from_secs(self.client_timeout_secs.max(1))
+    }
+    pub fn retention_ms(&self) -> i64 {
+        (self.retention_secs as i64).saturating_mul(1000).max(1000)
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]

@@ -87,7 +87,7 @@ impl Channel {
     /// Whether this build has a channel actor for the type. Groups of other types are refused
     /// when created rather than accepted and never delivered.
     pub fn available(self) -> bool {
-        matches!(self, Channel::Webhook)
+        matches!(self, Channel::Webhook | Channel::Websocket)
     }
 }
 
@@ -147,6 +147,10 @@ pub enum DeliveryStatus {
     /// Failed transiently; the message will try this target again.
     Retrying,
     Delivered,
+    /// A WebSocket push with no session online: kept in the catch-up stream for when the
+    /// user reconnects.
+    #[serde(rename = "queued-offline")]
+    QueuedOffline,
     /// Failed for good (permanent error, or every attempt spent).
     Failed,
 }
@@ -156,6 +160,7 @@ impl DeliveryStatus {
         match self {
             DeliveryStatus::Retrying => "retrying",
             DeliveryStatus::Delivered => "delivered",
+            DeliveryStatus::QueuedOffline => "queued-offline",
             DeliveryStatus::Failed => "failed",
         }
     }

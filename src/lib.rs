@@ -9,6 +9,7 @@ pub mod config;
 pub mod domain;
 pub mod engine;
 pub mod error;
+pub mod metrics;
 pub mod schedule;
 pub mod state;
 pub mod store;
@@ -100,16 +101,19 @@ pub async fn start(
 
     let deps = Arc::new(Deps {
         pool: pool.clone(),
-        engine,
-        channels: Channels::start(&settings.delivery)?,
+        engine: engine.clone(),
+        channels: Channels::start(&settings, engine.clone())?,
         settings: settings.clone(),
         node_id: format!("{}-{}", hostname(), uuid::Uuid::new_v4().simple()),
         engine_dirty: AtomicBool::new(false),
     });
+    metrics::handle();
     let breeder = Breeder::new(deps.clone()).start();
+    let hub = actors::ws::hub::Hub::new(deps.clone()).start();
     let state = web::Data::new(state::AppState {
         deps,
         breeder: breeder.clone(),
+        hub,
         keys: auth::Keys::new(&settings.auth.jwt_secret),
         tenants: auth::TenantCache::default(),
         commits: store::commit::Committer::start(pool.clone(), COMMIT_WORKERS),

@@ -4,7 +4,7 @@ use std::sync::Arc;
 
 use actix::Addr;
 
-use crate::actors::{breeder::Breeder, Deps};
+use crate::actors::{breeder::Breeder, ws::hub::Hub, Deps};
 use crate::auth::{Keys, TenantCache};
 use crate::config::Settings;
 use crate::engine::Engine;
@@ -13,6 +13,7 @@ use crate::store::{commit::Committer, PgPool};
 pub struct AppState {
     pub deps: Arc<Deps>,
     pub breeder: Addr<Breeder>,
+    pub hub: Addr<Hub>,
     pub keys: Keys,
     pub tenants: TenantCache,
     pub pool: PgPool,

@@ -5,6 +5,7 @@ pub mod breeder;
 pub mod channels;
 pub mod messages;
 pub mod pigeon;
+pub mod ws;
 
 use std::sync::atomic::AtomicBool;
 use std::sync::Arc;

@@ -319,6 +319,9 @@ pub async fn wake(deps: &Deps, spec: &PigeonSpec, hand: &Hand) -> Result<usize, 
         }
         let variables = m.variables.as_object().unwrap_or(&empty);
         let content = Content {
+            tenant: m.tenant_id,
+            group_id: Some(group.id),
+            data: m.data.as_ref(),
             subject: &m.subject,
             message: m.body.as_deref(),
             use_template: m.use_template,
@@ -328,7 +331,7 @@ pub async fn wake(deps: &Deps, spec: &PigeonSpec, hand: &Hand) -> Result<usize, 
         for (ti, target) in targets.iter().enumerate() {
             let previous = prior.get(&(m.id, m.run, ti as i32));
             match previous.map(|d| d.status.as_str()) {
-                Some("delivered") => continue,
+                Some("delivered") | Some("queued-offline") => continue,
                 Some("failed") => {
                     tallies[mi].failed = true;
                     continue;
@@ -378,6 +381,7 @@ pub async fn wake(deps: &Deps, spec: &PigeonSpec, hand: &Hand) -> Result<usize, 
                 record.response_code = code.map(i32::from);
                 record.response = response;
             }
+            Outcome::Kept => record.status = DeliveryStatus::QueuedOffline,
             Outcome::Failed {
                 transient,
                 code,

@@ -1,4 +1,4 @@
-//! Liveness, readiness and the status page.
+//! Liveness, readiness, metrics, the status page and the browser client.
 
 use actix_web::{web, HttpResponse};
 use serde_json::json;
@@ -12,6 +12,23 @@ pub async fn status_page() -> HttpResponse {
     HttpResponse::Ok()
         .content_type("text/html; charset=utf-8")
         .body(include_str!("../../static/index.html"))
+}
+
+/// The browser client (static/pigeon-client.js, compiled in).
+pub async fn client_js() -> HttpResponse {
+    HttpResponse::Ok()
+        .content_type("text/javascript; charset=utf-8")
+        .body(include_str!("../../static/pigeon-client.js"))
+}
+
+/// Prometheus metrics of this node.
+pub async fn metrics() -> HttpResponse {
+    match crate::metrics::handle() {
+        Some(h) => HttpResponse::Ok()
+            .content_type("text/plain; version=0.0.4")
+            .body(h.render()),
+        None => HttpResponse::ServiceUnavailable().finish(),
+    }
 }
 
 /// Alive: the server answers.

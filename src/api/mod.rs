@@ -9,6 +9,7 @@ mod levels;
 mod messages;
 mod send;
 mod tenants;
+mod ws;
 
 use actix_web::{web, HttpRequest, HttpResponse};
 use uuid::Uuid;
@@ -27,6 +28,9 @@ pub fn routes(cfg: &mut web::ServiceConfig, max_body: usize) {
             .error_handler(|e, _| AppError::bad_request("invalid_path", e.to_string()).into()),
     )
     .route("/", web::get().to(health::status_page))
+    .route("/static/pigeon-client.js", web::get().to(health::client_js))
+    .route("/metrics", web::get().to(health::metrics))
+    .route("/ws", web::get().to(ws::upgrade))
     .route("/healthz", web::get().to(health::healthz))
     .route("/readyz", web::get().to(health::readyz))
     .service(

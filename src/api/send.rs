@@ -67,6 +67,8 @@ pub struct TestItem {
     variables: Map<String, Value>,
     #[serde(default)]
     send_list: Option<Vec<Value>>,
+    #[serde(default)]
+    data: Option<Value>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -86,6 +88,8 @@ pub struct DirectItem {
     config: Map<String, Value>,
     #[serde(default)]
     use_template: bool,
+    #[serde(default)]
+    data: Option<Value>,
 }
 
 fn bad(code: &'static str, msg: String) -> AppError {
@@ -264,6 +268,9 @@ pub async fn send(
         };
         non_empty(targets, &at)?;
         let content = Content {
+            tenant,
+            group_id: Some(item.group_id),
+            data: item.data.as_ref(),
             subject: &item.subject,
             message: item.message.as_deref(),
             use_template: item.use_template,
@@ -405,6 +412,13 @@ async fn deliver_now(state: &AppState, targets: &[Value], prepared: Vec<Prepared
                     response_code: code,
                     error: None,
                 },
+                Outcome::Kept => Result_ {
+                    target,
+                    delivery_id: id,
+                    status: "queued-offline",
+                    response_code: None,
+                    error: None,
+                },
                 Outcome::Failed { code, error, .. } => Result_ {
                     target,
                     delivery_id: id,
@@ -446,6 +460,9 @@ pub async fn test(
         };
         non_empty(targets, &at)?;
         let content = Content {
+            tenant,
+            group_id: Some(item.group_id),
+            data: item.data.as_ref(),
             subject: &item.subject,
             message: item.message.as_deref(),
             use_template: item.use_template,
@@ -472,7 +489,7 @@ pub async fn directsend(
     state: web::Data<AppState>,
     body: web::Json<Vec<DirectItem>>,
 ) -> Result<HttpResponse, AppError> {
-    caller.tenant(Role::Sender)?;
+    let tenant = caller.tenant(Role::Sender)?;
     let items = body.into_inner();
     check_count(items.len())?;
     let timeout = Duration::from_secs(state.settings().delivery.http_timeout_secs);
@@ -483,6 +500,9 @@ pub async fn directsend(
         super::groups::check_send_list(channel, &item.send_list, &format!("{at}.sendList"))?;
         non_empty(&item.send_list, &at)?;
         let content = Content {
+            tenant,
+            group_id: None,
+            data: item.data.as_ref(),
             subject: &item.subject,
             message: item.message.as_deref(),
             use_template: item.use_template,

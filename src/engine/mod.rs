@@ -33,6 +33,25 @@ pub enum EngineError {
 
 pub type Result<T, E = EngineError> = std::result::Result<T, E>;
 
+/// What a catch-up stream holds after an offset.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Replay {
+    /// `(offset, payload)` oldest first.
+    pub entries: Vec<(String, String)>,
+    /// True when entries after the asked offset may have been dropped by retention: the
+    /// reader must be told it has a gap.
+    pub lost: bool,
+}
+
+/// A stream of payloads published by any node.
+pub type Subscription = futures::stream::BoxStream<'static, Vec<u8>>;
+
+/// Compares two stream offsets (`<ms>-<seq>`); None when either is not an offset.
+pub fn offset_key(offset: &str) -> Option<(u64, u64)> {
+    let (ms, seq) = offset.split_once('-')?;
+    Some((ms.parse().ok()?, seq.parse().ok()?))
+}
+
 /// How many ids a group has waiting (due or not) and claimed.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
 #[serde(rename_all = "camelCase")]
@@ -89,4 +108,53 @@ pub trait Engine: Send + Sync + 'static {
 
     /// Round trip to the backing service (readiness).
     async fn ping(&self) -> Result<()>;
+
+    // --- WebSocket pushes: catch-up streams, pub/sub between nodes, presence. ---
+
+    /// Appends `payload` to the catch-up stream `stream` and returns its offset (`<ms>-<seq>`,
+    /// increasing). Then trims the stream to its newest `keep` entries and drops entries older
+    /// than `now - max_age`, remembering the newest offset ever trimmed (for `stream_since`).
+    /// The stream (and that memory) expires `max_age` after its last append.
+    async fn stream_append(
+        &self,
+        stream: &str,
+        payload: &str,
+        keep: usize,
+        max_age: Millis,
+        now: Millis,
+    ) -> Result<String>;
+
+    /// Up to `limit` entries of `stream` with offsets after `since`, oldest first. `lost` is
+    /// true when an entry after `since` was trimmed (the newest trimmed offset is greater than
+    /// `since`), or when the stream no longer exists and `since` is older than `now - max_age`.
+    async fn stream_since(
+        &self,
+        stream: &str,
+        since: &str,
+        limit: usize,
+        now: Millis,
+        max_age: Millis,
+    ) -> Result<Replay>;
+
+    /// Sends `payload` to every node's subscription (this node's included).
+    async fn publish(&self, payload: &[u8]) -> Result<()>;
+
+    /// Everything published from now on, by any node, in publish order per publisher. The
+    /// stream ends if the connection is lost; the caller subscribes again.
+    async fn subscribe(&self) -> Result<Subscription>;
+
+    /// Marks `node` as having sessions for each of `keys`, until `now + ttl`.
+    async fn presence_touch(
+        &self,
+        keys: &[String],
+        node: &str,
+        now: Millis,
+        ttl: Millis,
+    ) -> Result<()>;
+
+    /// Marks `node` as having no more sessions for `key`.
+    async fn presence_drop(&self, key: &str, node: &str) -> Result<()>;
+
+    /// Whether any node has a live mark for `key`.
+    async fn presence_any(&self, key: &str, now: Millis) -> Result<bool>;
 }

@@ -9,3 +9,4 @@ mod durability;
 mod errors;
 mod resources;
 mod supervision;
+mod websocket;

@@ -5,7 +5,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use pigeon::engine::{redis::RedisEngine, Engine, Millis, QueueDepth, Result};
+use pigeon::engine::{
+    redis::RedisEngine, Engine, Millis, QueueDepth, Replay, Result, Subscription,
+};
 use serde_json::json;
 use uuid::Uuid;
 
@@ -81,6 +83,47 @@ impl Engine for Faulty {
     }
     async fn ping(&self) -> Result<()> {
         self.inner.ping().await
+    }
+    async fn stream_append(
+        &self,
+        s: &str,
+        p: &str,
+        keep: usize,
+        age: Millis,
+        now: Millis,
+    ) -> Result<String> {
+        self.inner.stream_append(s, p, keep, age, now).await
+    }
+    async fn stream_since(
+        &self,
+        s: &str,
+        since: &str,
+        limit: usize,
+        now: Millis,
+        age: Millis,
+    ) -> Result<Replay> {
+        self.inner.stream_since(s, since, limit, now, age).await
+    }
+    async fn publish(&self, payload: &[u8]) -> Result<()> {
+        self.inner.publish(payload).await
+    }
+    async fn subscribe(&self) -> Result<Subscription> {
+        self.inner.subscribe().await
+    }
+    async fn presence_touch(
+        &self,
+        keys: &[String],
+        node: &str,
+        now: Millis,
+        ttl: Millis,
+    ) -> Result<()> {
+        self.inner.presence_touch(keys, node, now, ttl).await
+    }
+    async fn presence_drop(&self, key: &str, node: &str) -> Result<()> {
+        self.inner.presence_drop(key, node).await
+    }
+    async fn presence_any(&self, key: &str, now: Millis) -> Result<bool> {
+        self.inner.presence_any(key, now).await
     }
 }
 

@@ -7,8 +7,11 @@
 //! client pool) and hands them batches.
 
 pub mod webhook;
+pub mod websocket;
 
 use std::time::Duration;
+
+use std::sync::Arc;
 
 use actix::Addr;
 use serde_json::{Map, Value};
@@ -32,6 +35,7 @@ pub enum PrepareError {
 #[derive(Debug, Clone)]
 pub enum Prepared {
     Webhook(webhook::WebhookRequest),
+    Websocket(websocket::WsPush),
 }
 
 /// One delivery handed to a channel.
@@ -49,6 +53,9 @@ pub enum Outcome {
         code: Option<u16>,
         response: Option<String>,
     },
+    /// Nobody could take it now; it is kept for later (a WebSocket push to an offline user
+    /// stays in the catch-up stream).
+    Kept,
     Failed {
         /// Worth retrying (timeout, connection error, HTTP 429/5xx).
         transient: bool,
@@ -62,6 +69,9 @@ pub enum Outcome {
 /// Everything a message gives its templates, besides the target.
 #[derive(Debug, Clone, Copy)]
 pub struct Content<'a> {
+    pub tenant: Uuid,
+    /// The group, for sends through one.
+    pub group_id: Option<Uuid>,
     pub subject: &'a str,
     /// The send's `message` text.
     pub message: Option<&'a str>,
@@ -69,6 +79,8 @@ pub struct Content<'a> {
     pub variables: &'a Map<String, Value>,
     /// The group's `config` (templates, provider settings); empty for direct sends.
     pub config: &'a Map<String, Value>,
+    /// Free data travelling with the message (WebSocket frames carry it).
+    pub data: Option<&'a Value>,
 }
 
 impl<'a> Content<'a> {
@@ -125,6 +137,7 @@ pub fn prepare(
             content,
             default_timeout,
         )?)),
+        Channel::Websocket => Ok(Prepared::Websocket(websocket::prepare(target, content)?)),
         other => Err(PrepareError::Unavailable(other)),
     }
 }
@@ -133,37 +146,89 @@ pub fn prepare(
 #[derive(Clone)]
 pub struct Channels {
     pub webhook: Addr<webhook::WebhookChannel>,
+    pub websocket: Addr<websocket::WsChannel>,
 }
 
 impl Channels {
     /// Starts every channel actor.
-    pub fn start(settings: &crate::config::DeliverySettings) -> Result<Self, ChannelError> {
+    pub fn start(
+        settings: &crate::config::Settings,
+        engine: Arc<dyn crate::engine::Engine>,
+    ) -> Result<Self, ChannelError> {
         Ok(Channels {
-            webhook: webhook::WebhookChannel::start_with(settings)?,
+            webhook: webhook::WebhookChannel::start_with(&settings.delivery)?,
+            websocket: websocket::WsChannel::start_with(engine, settings.websocket.clone()),
         })
     }
 
     /// Delivers a batch; the outcomes come back in the order of `jobs`.
     pub async fn deliver(&self, jobs: Vec<Job>) -> Vec<Outcome> {
         let n = jobs.len();
-        let mut webhook_jobs = Vec::with_capacity(n);
+        let mut hooks = Vec::new();
+        let mut pushes = Vec::new();
+        // Where each job's outcome sits in its channel's answer.
+        let mut order = Vec::with_capacity(n);
         for job in jobs {
             match job.request {
-                Prepared::Webhook(req) => webhook_jobs.push((job.delivery_id, req)),
+                Prepared::Webhook(req) => {
+                    order.push((Channel::Webhook, hooks.len()));
+                    hooks.push((job.delivery_id, req));
+                }
+                Prepared::Websocket(push) => {
+                    order.push((Channel::Websocket, pushes.len()));
+                    pushes.push((job.delivery_id, push));
+                }
             }
         }
-        match self.webhook.send(webhook::Deliver(webhook_jobs)).await {
-            Ok(outcomes) => outcomes,
-            Err(e) => (0..n)
-                .map(|_| Outcome::Failed {
+        let (hooks_n, pushes_n) = (hooks.len(), pushes.len());
+        let (hook_out, push_out) = futures::join!(
+            async {
+                if hooks.is_empty() {
+                    return Vec::new();
+                }
+                self.webhook
+                    .send(webhook::Deliver(hooks))
+                    .await
+                    .unwrap_or_else(|e| unavailable("webhook", hooks_n, e))
+            },
+            async {
+                if pushes.is_empty() {
+                    return Vec::new();
+                }
+                self.websocket
+                    .send(websocket::Deliver(pushes))
+                    .await
+                    .unwrap_or_else(|e| unavailable("websocket", pushes_n, e))
+            }
+        );
+        order
+            .into_iter()
+            .map(|(channel, i)| {
+                let list = if channel == Channel::Webhook {
+                    &hook_out
+                } else {
+                    &push_out
+                };
+                list.get(i).cloned().unwrap_or(Outcome::Failed {
                     transient: true,
                     code: None,
-                    error: format!("webhook channel unavailable: {e}"),
+                    error: "channel gave no answer".into(),
                     retry_after: None,
                 })
-                .collect(),
-        }
+            })
+            .collect()
     }
+}
+
+fn unavailable(channel: &str, n: usize, e: actix::MailboxError) -> Vec<Outcome> {
+    (0..n)
+        .map(|_| Outcome::Failed {
+            transient: true,
+            code: None,
+            error: format!("{channel} channel unavailable: {e}"),
+            retry_after: None,
+        })
+        .collect()
 }
 
 #[derive(Debug, thiserror::Error)]

@@ -7,6 +7,7 @@ mod cli;
 mod delivery;
 mod durability;
 mod errors;
+mod js_client;
 mod resources;
 mod supervision;
 mod websocket;

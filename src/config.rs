@@ -103,10 +103,12 @@ pub struct DeliverySettings {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct WebsocketSettings {
-    /// Server ping period, seconds.
-    pub heartbeat_interval_secs: u64,
-    /// A client silent this long is dropped, seconds.
-    pub client_timeout_secs: u64,
+    /// Server ping period, seconds (default `session::HEARTBEAT_INTERVAL`).
+    #[serde(default)]
+    pub heartbeat_interval_secs: Option<u64>,
+    /// A client silent this long is dropped, seconds (default `session::CLIENT_TIMEOUT`).
+    #[serde(default)]
+    pub client_timeout_secs: Option<u64>,
     /// Outbound bytes a session may have pending before it is closed (1008).
     pub outbound_buffer_bytes: usize,
     /// Pushes kept per catch-up stream.
@@ -117,10 +119,14 @@ pub struct WebsocketSettings {
 
 impl WebsocketSettings {
     pub fn heartbeat_interval(&self) -> Duration {
-        Duration::from_millis((self.heartbeat_interval_secs * 1000).max(100))
+        self.heartbeat_interval_secs
+            .map(|s| Duration::from_secs(s.max(1)))
+            .unwrap_or(crate::actors::ws::session::HEARTBEAT_INTERVAL)
     }
     pub fn client_timeout(&self) -> Duration {
-        Duration::from_secs(self.client_timeout_secs.max(1))
+        self.client_timeout_secs
+            .map(|s| Duration::from_secs(s.max(1)))
+            .unwrap_or(crate::actors::ws::session::CLIENT_TIMEOUT)
     }
     pub fn retention_ms(&self) -> i64 {
         (self.retention_secs as i64).saturating_mul(1000).max(1000)

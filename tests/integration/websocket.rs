@@ -436,8 +436,8 @@ async fn a_stalled_client_is_closed_while_others_keep_receiving() {
 #[tokio::test]
 async fn a_silent_client_is_dropped() {
     let app = TestApp::spawn_with(|s| {
-        s.websocket.heartbeat_interval_secs = 1;
-        s.websocket.client_timeout_secs = 2;
+        s.websocket.heartbeat_interval_secs = Some(1);
+        s.websocket.client_timeout_secs = Some(2);
     })
     .await;
     let (tenant, _) = app.tenant("acme").await;

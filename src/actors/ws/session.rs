@@ -10,7 +10,7 @@
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use actix::prelude::*;
 use actix_web_actors::ws;
@@ -23,6 +23,11 @@ use crate::actors::Deps;
 use crate::engine::{offset_key, Replay};
 
 static NEXT_ID: AtomicU64 = AtomicU64::new(1);
+
+/// How often the server pings each client (config may override).
+pub const HEARTBEAT_INTERVAL: Duration = Duration::from_secs(5);
+/// A client silent (no pong, no frame) this long is dropped (config may override).
+pub const CLIENT_TIMEOUT: Duration = Duration::from_secs(15);
 
 /// Bytes a text frame of `len` payload bytes takes on the wire (server frames are unmasked).
 pub fn wire_size(len: usize) -> usize {

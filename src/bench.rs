@@ -52,6 +52,28 @@
 //!   …)` with 100 rows per statement, then the same statement with 1 row, each its own
 //!   transaction (autocommit). Reports rows/s and statement latency.
 //!
+//! * `ws` — **WebSocket fan-out**: `--clients` (default 1000) WebSocket clients
+//!   (tokio-tungstenite, one tokio task each, at most `--connect-concurrency` handshakes in
+//!   flight) connect to `/ws` with subscriber tokens of a fresh tenant (user `bench-ws-<i>`)
+//!   and subscribe to topic `bench`; once all answered `subscribed` (or `--connect-timeout`
+//!   passed), `--pushes` (default 200) `POST /api/v1/groups/directsend` calls are issued at
+//!   `--rate` per second (default 50), each its own task so a slow answer never delays the
+//!   schedule, each one push of `--payload` bytes of text to the topic, whose `data` carries
+//!   `{"seq": i, "t0": <unix ns as the call starts>}`. Every client counts its push frames and
+//!   records receipt time − t0 (one machine clock), and notes a seq that is not above the
+//!   previous one. Then it waits (at most `--timeout` seconds after the last publish, default
+//!   30) for all N × P frames, closes every client and reports: connect time and rate,
+//!   delivered frames / N × P, frames/s from the first to the last frame received, latency
+//!   p50/p99/max, the directsend answers and call latency, and the **server's resident memory
+//!   per connection**: the difference of its VmRSS (`/proc/<pid>/status`) read before the first
+//!   connection and 0.5 s after the last subscribe, divided by the connections. The pid is
+//!   `--server-pid`, else the process listening on the URL's port (found through `/proc`, so
+//!   the server must run on this machine and be visible to this user). Both this tool and the
+//!   server need an open-file limit above N (`ulimit -n`); the tool checks its own at the start
+//!   and the server's when it knows the pid. The tenant is left in place (there is no tenant
+//!   deletion); no group is created. `bench/socketio/` holds the same benchmark against a
+//!   Socket.IO server with the Redis adapter, for comparison.
+//!
 //! All figures come from one client process on the same machine as the server, so on a small
 //! machine the client's own CPU use is part of the picture.
 
@@ -150,6 +172,34 @@ pub enum Scenario {
         #[arg(long, default_value_t = 20)]
         sample: usize,
     },
+    /// WebSocket fan-out: N subscribed clients, P directsend pushes to their topic at R/s.
+    Ws {
+        /// WebSocket clients to open (all subscribe to one topic).
+        #[arg(long, default_value_t = 1000)]
+        clients: usize,
+        /// Pushes to publish: one directsend call each, fanned out to every client.
+        #[arg(long, default_value_t = 200)]
+        pushes: usize,
+        /// Publish rate, pushes per second.
+        #[arg(long, default_value_t = 50.0)]
+        rate: f64,
+        /// Bytes of message text per push (the frame's `body`).
+        #[arg(long, default_value_t = 100)]
+        payload: usize,
+        /// WebSocket handshakes (connect + subscribe) in flight at once.
+        #[arg(long, default_value_t = 64)]
+        connect_concurrency: usize,
+        /// Seconds allowed for connecting and subscribing every client.
+        #[arg(long, default_value_t = 120)]
+        connect_timeout: u64,
+        /// Seconds to wait for outstanding frames after the last publish.
+        #[arg(long, default_value_t = 30)]
+        timeout: u64,
+        /// PID of the server, for its resident memory (default: the process listening on the
+        /// URL's port, found through /proc).
+        #[arg(long)]
+        server_pid: Option<u32>,
+    },
     /// Machine ceilings: redis-benchmark LPUSH, and PostgreSQL unnest inserts.
     Baseline {
         /// Concurrent PostgreSQL connections.
@@ -233,6 +283,32 @@ pub fn run(settings: &Settings, args: BenchArgs) -> Result<()> {
                     sample,
                 };
                 bench_deliver(settings, &common, plan).await
+            }
+            Scenario::Ws {
+                clients,
+                pushes,
+                rate,
+                payload,
+                connect_concurrency,
+                connect_timeout,
+                timeout,
+                server_pid,
+            } => {
+                let plan = WsPlan {
+                    clients: clients.max(1),
+                    pushes: pushes.max(1),
+                    rate: if rate.is_finite() && rate > 0.0 {
+                        rate
+                    } else {
+                        50.0
+                    },
+                    payload,
+                    connect_concurrency: connect_concurrency.max(1),
+                    connect_timeout: Duration::from_secs(connect_timeout.max(1)),
+                    timeout: Duration::from_secs(timeout),
+                    server_pid,
+                };
+                bench_ws(settings, &common, plan).await
             }
             Scenario::Baseline {
                 connections,
@@ -326,16 +402,14 @@ struct Fixture {
     token: String,
 }
 
-async fn fixture(
-    settings: &Settings,
+/// A fresh tenant `bench-<scenario>-<random>`: its id, name and an admin token of it.
+async fn create_tenant(
+    keys: &Keys,
     http: &reqwest::Client,
     base: &str,
     scenario: &str,
-    level: Value,
-    hook_url: &str,
-) -> Result<Fixture> {
-    let keys = Keys::new(&settings.auth.jwt_secret);
-    let root = token(&keys, Role::Root, None)?;
+) -> Result<(Uuid, String, String)> {
+    let root = token(keys, Role::Root, None)?;
     let tag = Uuid::new_v4().simple().to_string();
     let name = format!("bench-{scenario}-{}", &tag[..12]);
     let tenant = call(
@@ -352,7 +426,20 @@ async fn fixture(
         .and_then(Value::as_str)
         .and_then(|s| Uuid::parse_str(s).ok())
         .ok_or_else(|| BenchError::Api(format!("tenant answer without id: {tenant}")))?;
-    let admin = token(&keys, Role::Admin, Some(tenant))?;
+    let admin = token(keys, Role::Admin, Some(tenant))?;
+    Ok((tenant, name, admin))
+}
+
+async fn fixture(
+    settings: &Settings,
+    http: &reqwest::Client,
+    base: &str,
+    scenario: &str,
+    level: Value,
+    hook_url: &str,
+) -> Result<Fixture> {
+    let keys = Keys::new(&settings.auth.jwt_secret);
+    let (tenant, name, admin) = create_tenant(&keys, http, base, scenario).await?;
     let level_name = level
         .get("name")
         .and_then(Value::as_str)
@@ -1020,6 +1107,668 @@ async fn bench_deliver(settings: &Settings, common: &Common, plan: DeliverPlan) 
 }
 
 // ---------------------------------------------------------------------------------------------
+// ws
+
+/// The topic every `ws` client subscribes to and every push goes to.
+const WS_TOPIC: &str = "bench";
+/// File descriptors the tool keeps for itself besides one per client.
+const FD_MARGIN: u64 = 64;
+/// Longest wait for a client's close handshake at the end.
+const WS_CLOSE_WAIT: Duration = Duration::from_secs(5);
+
+struct WsPlan {
+    clients: usize,
+    pushes: usize,
+    rate: f64,
+    payload: usize,
+    connect_concurrency: usize,
+    connect_timeout: Duration,
+    timeout: Duration,
+    server_pid: Option<u32>,
+}
+
+/// Now, as nanoseconds since the Unix epoch (the clock both ends of a push read).
+fn unix_nanos() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos().min(u64::MAX as u128) as u64)
+        .unwrap_or(0)
+}
+
+/// `(seq, t0)` of a bench push frame: the numbers after the last `"seq":` and `"t0":` (the
+/// frame's `data`, which comes after the body; the body is only `x`s).
+fn push_marks(text: &str) -> Option<(u64, u64)> {
+    let number = |key: &str| -> Option<u64> {
+        let at = text.rfind(key)? + key.len();
+        let rest = &text[at..];
+        let end = rest
+            .find(|c: char| !c.is_ascii_digit())
+            .unwrap_or(rest.len());
+        rest[..end].parse().ok()
+    };
+    Some((number("\"seq\":")?, number("\"t0\":")?))
+}
+
+/// The offset of a push frame (`{"type":"push","offset":"<ms>-<n>",…`), comparable.
+fn push_offset(text: &str) -> Option<(u64, u64)> {
+    let rest = text.strip_prefix("{\"type\":\"push\",\"offset\":\"")?;
+    crate::engine::offset_key(&rest[..rest.find('"')?])
+}
+
+/// A `Key: <n> kB` line of `/proc/<pid>/status`, in bytes.
+fn proc_status_bytes(pid: u32, key: &str) -> Option<u64> {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let line = text.lines().find(|l| l.starts_with(key))?;
+    let kb: u64 = line[key.len()..]
+        .trim_start_matches(':')
+        .split_whitespace()
+        .next()?
+        .parse()
+        .ok()?;
+    Some(kb * 1024)
+}
+
+/// The soft `Max open files` limit of a process (`self` or a pid) from `/proc/<p>/limits`.
+fn open_files_limit(process: &str) -> Option<u64> {
+    let text = std::fs::read_to_string(format!("/proc/{process}/limits")).ok()?;
+    let line = text.lines().find(|l| l.starts_with("Max open files"))?;
+    let soft = line["Max open files".len()..].split_whitespace().next()?;
+    if soft == "unlimited" {
+        Some(u64::MAX)
+    } else {
+        soft.parse().ok()
+    }
+}
+
+/// The process listening on TCP `port` (any address), found through `/proc/net/tcp{,6}` and
+/// the `/proc/<pid>/fd` links; None when not found or not visible to this user.
+fn listening_pid(port: u16) -> Option<u32> {
+    let mut sockets = HashSet::new();
+    for table in ["/proc/net/tcp", "/proc/net/tcp6"] {
+        let Ok(text) = std::fs::read_to_string(table) else {
+            continue;
+        };
+        for line in text.lines().skip(1) {
+            let f: Vec<&str> = line.split_whitespace().collect();
+            // sl local_address rem_address st tx:rx tr:when retrnsmt uid timeout inode
+            let local_port = f
+                .get(1)
+                .and_then(|a| a.rsplit(':').next())
+                .and_then(|p| u16::from_str_radix(p, 16).ok());
+            if f.len() > 9 && f[3] == "0A" && local_port == Some(port) {
+                sockets.insert(format!("socket:[{}]", f[9]));
+            }
+        }
+    }
+    if sockets.is_empty() {
+        return None;
+    }
+    for entry in std::fs::read_dir("/proc").ok()?.flatten() {
+        let Some(pid) = entry
+            .file_name()
+            .to_str()
+            .and_then(|s| s.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        let Ok(fds) = std::fs::read_dir(entry.path().join("fd")) else {
+            continue;
+        };
+        for fd in fds.flatten() {
+            if let Ok(link) = std::fs::read_link(fd.path()) {
+                if sockets.contains(link.to_string_lossy().as_ref()) {
+                    return Some(pid);
+                }
+            }
+        }
+    }
+    None
+}
+
+fn mib(bytes: u64) -> f64 {
+    bytes as f64 / (1024.0 * 1024.0)
+}
+
+/// What the clients share with the main task.
+#[derive(Default)]
+struct WsProgress {
+    /// Clients subscribed to the topic.
+    subscribed: AtomicU64,
+    /// Clients that failed to connect or subscribe.
+    failed: AtomicU64,
+    /// Clients whose connection ended before the end of the run.
+    ended: AtomicU64,
+    /// Push frames received by all clients.
+    frames: AtomicU64,
+}
+
+/// One client's record.
+#[derive(Default)]
+struct WsClientStats {
+    subscribed: bool,
+    /// Connect + handshake + subscribe answer, microseconds.
+    connect_us: Option<u32>,
+    frames: u64,
+    /// Receipt time − t0 per push frame, microseconds.
+    latencies_us: Vec<u32>,
+    first: Option<Instant>,
+    last: Option<Instant>,
+    /// Push frames of a seq already received.
+    repeated: u64,
+    /// Push frames of a seq below one already received: their publish calls overlapped and
+    /// the later one was appended first (the server's order is the offset order).
+    seq_inversions: u64,
+    /// Push frames whose offset was not above the previous frame's: a break of the server's
+    /// per-topic order.
+    offset_regressions: u64,
+    /// Frames that were neither a bench push nor the subscribe answer.
+    other_frames: u64,
+    first_other: Option<String>,
+    /// Why the connection failed or ended before the end of the run.
+    error: Option<String>,
+}
+
+type WsStream =
+    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+
+/// Connects and subscribes (under a permit of `gate`), then counts push frames until `stop`.
+async fn ws_client(
+    url: String,
+    gate: Arc<tokio::sync::Semaphore>,
+    deadline: Instant,
+    progress: Arc<WsProgress>,
+    mut stop: tokio::sync::watch::Receiver<bool>,
+    pushes: usize,
+) -> WsClientStats {
+    use futures::{SinkExt, StreamExt};
+    use tokio_tungstenite::tungstenite::Message;
+
+    let mut stats = WsClientStats::default();
+    let connected = tokio::time::timeout_at(deadline.into(), async {
+        let _permit = gate
+            .acquire()
+            .await
+            .map_err(|e| format!("connect gate: {e}"))?;
+        let started = Instant::now();
+        let (mut ws, _) = tokio_tungstenite::connect_async_with_config(url.as_str(), None, true)
+            .await
+            .map_err(|e| format!("connect: {e}"))?;
+        let subscribe = json!({"type": "subscribe", "topics": [WS_TOPIC]}).to_string();
+        ws.send(Message::text(subscribe))
+            .await
+            .map_err(|e| format!("subscribe: {e}"))?;
+        loop {
+            match ws.next().await {
+                Some(Ok(Message::Text(text))) => {
+                    let v: Value = serde_json::from_str(text.as_str()).unwrap_or(Value::Null);
+                    if v.get("type").and_then(Value::as_str) == Some("subscribed") {
+                        break;
+                    }
+                    return Err(format!(
+                        "answer to subscribe: {}",
+                        text.chars().take(200).collect::<String>()
+                    ));
+                }
+                Some(Ok(Message::Close(reason))) => {
+                    return Err(format!("closed while subscribing: {reason:?}"))
+                }
+                Some(Ok(_)) => {}
+                Some(Err(e)) => return Err(format!("while subscribing: {e}")),
+                None => return Err("connection ended while subscribing".into()),
+            }
+        }
+        let us = started.elapsed().as_micros().min(u32::MAX as u128) as u32;
+        Ok::<(WsStream, u32), String>((ws, us))
+    })
+    .await
+    .unwrap_or_else(|_| Err("connect timeout".into()));
+    let mut ws = match connected {
+        Ok((ws, us)) => {
+            stats.subscribed = true;
+            stats.connect_us = Some(us);
+            progress.subscribed.fetch_add(1, Ordering::Relaxed);
+            ws
+        }
+        Err(e) => {
+            stats.error = Some(e);
+            progress.failed.fetch_add(1, Ordering::Relaxed);
+            return stats;
+        }
+    };
+
+    let mut seen = vec![false; pushes];
+    let mut max_seq: Option<u64> = None;
+    let mut last_offset: Option<(u64, u64)> = None;
+    loop {
+        let msg = tokio::select! {
+            biased;
+            m = ws.next() => m,
+            _ = stop.changed() => break,
+        };
+        match msg {
+            Some(Ok(Message::Text(text))) => {
+                let text = text.as_str();
+                match text
+                    .starts_with("{\"type\":\"push\"")
+                    .then(|| push_marks(text))
+                    .flatten()
+                {
+                    Some((seq, t0)) => {
+                        let now = Instant::now();
+                        let latency_ns = unix_nanos().saturating_sub(t0);
+                        stats
+                            .latencies_us
+                            .push((latency_ns / 1000).min(u32::MAX as u64) as u32);
+                        stats.frames += 1;
+                        stats.first.get_or_insert(now);
+                        stats.last = Some(now);
+                        match seen.get_mut(seq as usize) {
+                            Some(true) => stats.repeated += 1,
+                            Some(s) => {
+                                *s = true;
+                                if max_seq.is_some_and(|m| seq < m) {
+                                    stats.seq_inversions += 1;
+                                }
+                            }
+                            None => stats.other_frames += 1,
+                        }
+                        max_seq = max_seq.max(Some(seq));
+                        let offset = push_offset(text);
+                        if offset.is_none() || offset <= last_offset {
+                            stats.offset_regressions += 1;
+                        }
+                        last_offset = offset.max(last_offset);
+                        progress.frames.fetch_add(1, Ordering::Relaxed);
+                    }
+                    None => {
+                        stats.other_frames += 1;
+                        stats
+                            .first_other
+                            .get_or_insert_with(|| text.chars().take(200).collect());
+                    }
+                }
+            }
+            // tungstenite answers pings by itself while reading.
+            Some(Ok(Message::Close(reason))) => {
+                stats.error = Some(format!("closed by the server: {reason:?}"));
+                progress.ended.fetch_add(1, Ordering::Relaxed);
+                return stats;
+            }
+            Some(Ok(_)) => {}
+            Some(Err(e)) => {
+                stats.error = Some(format!("read: {e}"));
+                progress.ended.fetch_add(1, Ordering::Relaxed);
+                return stats;
+            }
+            None => {
+                stats.error = Some("connection ended".into());
+                progress.ended.fetch_add(1, Ordering::Relaxed);
+                return stats;
+            }
+        }
+    }
+    // The end of the run: close politely, wait (briefly) for the server's close.
+    let _ = tokio::time::timeout(WS_CLOSE_WAIT, async {
+        if ws.close(None).await.is_ok() {
+            while let Some(Ok(_)) = ws.next().await {}
+        }
+    })
+    .await;
+    stats
+}
+
+/// One directsend call: (latency µs, outcome: the push's status or the error).
+async fn ws_publish(
+    http: reqwest::Client,
+    url: Arc<str>,
+    auth: Arc<str>,
+    message: Arc<str>,
+    seq: usize,
+) -> (u32, String) {
+    let started = Instant::now();
+    let t0 = unix_nanos();
+    let body = json!([{
+        "type": "websocket",
+        "subject": "s",
+        "message": &*message,
+        "data": {"seq": seq, "t0": t0},
+        "sendList": [{"topic": WS_TOPIC}],
+    }]);
+    let outcome = match http
+        .post(&*url)
+        .header(AUTHORIZATION, &*auth)
+        .json(&body)
+        .send()
+        .await
+    {
+        Ok(resp) => {
+            let status = resp.status();
+            match resp.bytes().await {
+                Ok(answer) if status == StatusCode::OK => serde_json::from_slice::<Value>(&answer)
+                    .ok()
+                    .and_then(|v| {
+                        v.pointer("/0/results/0/status")
+                            .and_then(Value::as_str)
+                            .map(String::from)
+                    })
+                    .unwrap_or_else(|| {
+                        format!(
+                            "unexpected answer: {}",
+                            String::from_utf8_lossy(&answer[..answer.len().min(300)])
+                        )
+                    }),
+                Ok(answer) => format!(
+                    "HTTP {status}: {}",
+                    String::from_utf8_lossy(&answer[..answer.len().min(300)])
+                ),
+                Err(e) => format!("reading the answer: {e}"),
+            }
+        }
+        Err(e) => format!("error: {e}"),
+    };
+    let us = started.elapsed().as_micros().min(u32::MAX as u128) as u32;
+    (us, outcome)
+}
+
+async fn bench_ws(settings: &Settings, common: &Common, plan: WsPlan) -> Result<()> {
+    let WsPlan {
+        clients,
+        pushes,
+        rate,
+        payload,
+        connect_concurrency,
+        connect_timeout,
+        timeout,
+        server_pid,
+    } = plan;
+
+    let need = clients as u64 + FD_MARGIN;
+    match open_files_limit("self") {
+        Some(limit) if limit < need => {
+            return Err(BenchError::Other(format!(
+                "the open-file limit of this shell is {limit}, below --clients {clients} + {FD_MARGIN}: \
+                 raise it with `ulimit -n 65536` (or as far as `ulimit -Hn` allows) in this shell, \
+                 and in the server's before starting it"
+            )))
+        }
+        Some(_) => {}
+        None => tracing::warn!("could not read this process's open-file limit"),
+    }
+    let parsed = url::Url::parse(&common.base)
+        .map_err(|e| BenchError::Other(format!("--url '{}': {e}", common.base)))?;
+    let ws_base = match parsed.scheme() {
+        "http" => format!("ws{}", &common.base["http".len()..]),
+        other => {
+            return Err(BenchError::Other(format!(
+                "--url: only http:// servers are supported by `bench ws`, got {other}://"
+            )))
+        }
+    };
+    let port = parsed.port_or_known_default().unwrap_or(80);
+    let pid = server_pid.or_else(|| listening_pid(port));
+    match pid {
+        Some(pid) => {
+            if let Some(limit) = open_files_limit(&pid.to_string()) {
+                if limit < need {
+                    println!(
+                        "warning: the server (pid {pid}) may open only {limit} files, fewer than {clients} connections need; start it after `ulimit -n 65536` (or `ulimit -Hn`)"
+                    );
+                }
+            }
+        }
+        None => println!(
+            "note: no server pid (--server-pid, or a process visible listening on port {port}): no memory figures"
+        ),
+    }
+
+    let http = client(16)?;
+    let keys = Keys::new(&settings.auth.jwt_secret);
+    let (tenant, tenant_name, admin) = create_tenant(&keys, &http, &common.base, "ws").await?;
+    tracing::info!(%tenant, %tenant_name, clients, "ws: tenant created; connecting");
+    let mut urls = Vec::with_capacity(clients);
+    for i in 0..clients {
+        let claims = auth::claims(
+            Role::Subscriber,
+            Some(tenant),
+            &format!("bench-ws-{i}"),
+            None,
+            TOKEN_TTL_SECS,
+        );
+        urls.push(format!("{ws_base}/ws?token={}", keys.sign(&claims)?));
+    }
+
+    // The server's memory before any connection.
+    let rss_before = pid.and_then(|p| proc_status_bytes(p, "VmRSS"));
+
+    let progress = Arc::new(WsProgress::default());
+    let gate = Arc::new(tokio::sync::Semaphore::new(connect_concurrency));
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let connect_start = Instant::now();
+    let connect_deadline = connect_start + connect_timeout;
+    let tasks: Vec<_> = urls
+        .into_iter()
+        .map(|url| {
+            tokio::spawn(ws_client(
+                url,
+                gate.clone(),
+                connect_deadline,
+                progress.clone(),
+                stop_rx.clone(),
+                pushes,
+            ))
+        })
+        .collect();
+    loop {
+        let done =
+            progress.subscribed.load(Ordering::Relaxed) + progress.failed.load(Ordering::Relaxed);
+        if done >= clients as u64 || Instant::now() >= connect_deadline + Duration::from_secs(1) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let connect_elapsed = connect_start.elapsed();
+    let subscribed = progress.subscribed.load(Ordering::Relaxed);
+    tracing::info!(
+        subscribed,
+        failed = progress.failed.load(Ordering::Relaxed),
+        "ws: clients connected; publishing"
+    );
+    // Let the server settle (hub registrations, presence writes) before reading its memory.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let rss_connected = pid.and_then(|p| proc_status_bytes(p, "VmRSS"));
+
+    // Publish P pushes at R/s, each call on its own task so a slow answer never delays the
+    // schedule.
+    let message: Arc<str> = "x".repeat(payload).into();
+    let url: Arc<str> = format!("{}/api/v1/groups/directsend", common.base).into();
+    let auth: Arc<str> = format!("Bearer {admin}").into();
+    let publish_start = Instant::now();
+    let mut calls = Vec::with_capacity(pushes);
+    for seq in 0..pushes {
+        let at = publish_start + Duration::from_secs_f64(seq as f64 / rate);
+        tokio::time::sleep_until(at.into()).await;
+        calls.push(tokio::spawn(ws_publish(
+            http.clone(),
+            url.clone(),
+            auth.clone(),
+            message.clone(),
+            seq,
+        )));
+    }
+    let last_publish = Instant::now();
+    let mut call_latencies = Vec::with_capacity(pushes);
+    let mut outcomes: Vec<(String, usize)> = Vec::new();
+    for c in calls {
+        let (us, outcome) = c
+            .await
+            .map_err(|e| BenchError::Other(format!("publish task: {e}")))?;
+        call_latencies.push(us);
+        let key = if outcome.len() > 120 {
+            format!("{}…", outcome.chars().take(120).collect::<String>())
+        } else {
+            outcome
+        };
+        match outcomes.iter_mut().find(|(s, _)| *s == key) {
+            Some((_, n)) => *n += 1,
+            None => outcomes.push((key, 1)),
+        }
+    }
+    let publish_elapsed = Instant::now().duration_since(publish_start);
+    call_latencies.sort_unstable();
+
+    // Wait for every frame (or the timeout, or every client gone).
+    let expected_live = subscribed * pushes as u64;
+    let wait_until = last_publish + timeout;
+    loop {
+        let frames = progress.frames.load(Ordering::Relaxed);
+        let alive = subscribed.saturating_sub(progress.ended.load(Ordering::Relaxed));
+        if frames >= expected_live || alive == 0 || Instant::now() >= wait_until {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let waited_out = progress.frames.load(Ordering::Relaxed) < expected_live;
+    let rss_end = pid.and_then(|p| proc_status_bytes(p, "VmRSS"));
+    let hwm_end = pid.and_then(|p| proc_status_bytes(p, "VmHWM"));
+
+    // Close everyone and collect.
+    let _ = stop_tx.send(true);
+    let mut all = Vec::with_capacity(clients);
+    for t in tasks {
+        match tokio::time::timeout(WS_CLOSE_WAIT * 2, t).await {
+            Ok(Ok(s)) => all.push(s),
+            Ok(Err(e)) => tracing::warn!(error = %e, "ws client task failed"),
+            Err(_) => tracing::warn!("ws client task did not finish in time"),
+        }
+    }
+
+    let mut latencies: Vec<u32> = Vec::with_capacity(expected_live as usize);
+    let mut connect_us: Vec<u32> = Vec::with_capacity(clients);
+    let (mut frames, mut repeated, mut inversions, mut regressions, mut other) =
+        (0u64, 0u64, 0u64, 0u64, 0u64);
+    let (mut first, mut last): (Option<Instant>, Option<Instant>) = (None, None);
+    let (mut complete, mut min_frames, mut max_frames) = (0usize, u64::MAX, 0u64);
+    let mut first_other: Option<String> = None;
+    let mut failures: Vec<(String, usize)> = Vec::new();
+    for s in &mut all {
+        if s.subscribed {
+            frames += s.frames;
+            min_frames = min_frames.min(s.frames);
+            max_frames = max_frames.max(s.frames);
+            if s.frames >= pushes as u64 {
+                complete += 1;
+            }
+        }
+        connect_us.extend(s.connect_us);
+        latencies.append(&mut s.latencies_us);
+        repeated += s.repeated;
+        inversions += s.seq_inversions;
+        regressions += s.offset_regressions;
+        other += s.other_frames;
+        if first_other.is_none() {
+            first_other = s.first_other.take();
+        }
+        first = match (first, s.first) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
+        last = last.max(s.last);
+        if let Some(e) = &s.error {
+            let e: String = e.chars().take(160).collect();
+            match failures.iter_mut().find(|(k, _)| *k == e) {
+                Some((_, n)) => *n += 1,
+                None => failures.push((e, 1)),
+            }
+        }
+    }
+    latencies.sort_unstable();
+    connect_us.sort_unstable();
+    if min_frames == u64::MAX {
+        min_frames = 0;
+    }
+    let expected = clients as u64 * pushes as u64;
+
+    println!(
+        "ws: {clients} clients on topic '{WS_TOPIC}', {pushes} pushes at {rate}/s (one directsend each), {payload}-byte message{}",
+        pid.map(|p| format!("; server pid {p}")).unwrap_or_default()
+    );
+    println!(
+        "  connect:   {subscribed}/{clients} subscribed in {:.2} s ({:.0}/s, {connect_concurrency} in flight); connect+subscribe p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms; {} failed",
+        connect_elapsed.as_secs_f64(),
+        subscribed as f64 / connect_elapsed.as_secs_f64().max(1e-9),
+        percentile(&connect_us, 50.0),
+        percentile(&connect_us, 99.0),
+        percentile(&connect_us, 100.0),
+        progress.failed.load(Ordering::Relaxed)
+    );
+    if let (Some(before), Some(after)) = (rss_before, rss_connected) {
+        let per = after.saturating_sub(before) as f64 / subscribed.max(1) as f64;
+        println!(
+            "  memory:    server VmRSS {:.1} MiB before, {:.1} MiB with {subscribed} connections = {:.1} KiB per connection; at the end VmRSS {:.1} MiB, VmHWM {:.1} MiB",
+            mib(before),
+            mib(after),
+            per / 1024.0,
+            mib(rss_end.unwrap_or(0)),
+            mib(hwm_end.unwrap_or(0)),
+        );
+    }
+    let text: Vec<String> = outcomes.iter().map(|(s, n)| format!("{n} {s}")).collect();
+    println!(
+        "  publish:   {pushes} directsend calls in {:.2} s ({:.1}/s): {}; call latency p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms",
+        publish_elapsed.as_secs_f64(),
+        pushes as f64 / publish_elapsed.as_secs_f64().max(1e-9),
+        text.join(", "),
+        percentile(&call_latencies, 50.0),
+        percentile(&call_latencies, 99.0),
+        percentile(&call_latencies, 100.0),
+    );
+    println!(
+        "  delivered: {frames}/{expected} frames ({:.2} %); {complete} clients got all {pushes}, per client min {min_frames} max {max_frames}; {repeated} repeated, {regressions} out of offset order, {other} other frames{}",
+        frames as f64 * 100.0 / expected.max(1) as f64,
+        if waited_out {
+            format!(" -- stopped waiting {} s after the last publish", timeout.as_secs())
+        } else {
+            String::new()
+        }
+    );
+    println!(
+        "  order:     {inversions} frames came after a later seq (their directsend calls overlapped and the later one was appended first; the topic's order is its offsets)"
+    );
+    if let (Some(first), Some(last)) = (first, last) {
+        let window = last.duration_since(first).as_secs_f64();
+        println!(
+            "  rate:      {:.0} frames/s over the delivery window (first to last frame, {:.2} s; first frame {:.3} s after the first publish)",
+            frames as f64 / window.max(1e-9),
+            window,
+            first.saturating_duration_since(publish_start).as_secs_f64()
+        );
+    }
+    let mean = if latencies.is_empty() {
+        0.0
+    } else {
+        latencies.iter().map(|&u| u as f64).sum::<f64>() / latencies.len() as f64 / 1000.0
+    };
+    println!(
+        "  latency:   p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms, mean {:.2} ms (receipt - t0, t0 taken as the directsend call starts)",
+        percentile(&latencies, 50.0),
+        percentile(&latencies, 99.0),
+        percentile(&latencies, 100.0),
+        mean
+    );
+    if let Some(o) = first_other {
+        println!("  first other frame: {o}");
+    }
+    if !failures.is_empty() {
+        let text: Vec<String> = failures.iter().map(|(e, n)| format!("{n} x {e}")).collect();
+        println!("  clients failed or ended early: {}", text.join("; "));
+    }
+    if all.len() < clients {
+        println!("  {} client task(s) did not report", clients - all.len());
+    }
+    Ok(())
+}
+
+// ---------------------------------------------------------------------------------------------
 // baseline
 
 /// The key `redis-benchmark -t lpush` writes.
@@ -1321,6 +2070,19 @@ mod tests {
         let arrivals = [t, t + ms(10), t + ms(20), t + ms(1000), t + ms(1030)];
         assert_eq!(bursts(&arrivals, ms(150)), vec![(3, ms(20)), (2, ms(30))]);
         assert!(bursts(&[], ms(150)).is_empty());
+    }
+
+    #[test]
+    fn reads_the_marks_of_a_push_frame() {
+        let frame = r#"{"type":"push","offset":"1-0","id":"i","groupId":null,"topic":"bench","subject":"s","body":"xxxx","data":{"seq":17,"t0":1764000000123456789},"sentAt":"2025-11-23T00:00:00Z"}"#;
+        assert_eq!(push_marks(frame), Some((17, 1764000000123456789)));
+        assert_eq!(push_offset(frame), Some((1, 0)));
+        assert_eq!(push_offset(r#"{"type":"subscribed"}"#), None);
+        assert_eq!(push_marks(r#"{"type":"push","data":{"seq":1}}"#), None);
+        assert_eq!(
+            push_marks(r#"{"type":"subscribed","topics":["bench"]}"#),
+            None
+        );
     }
 
     #[test]

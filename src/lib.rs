@@ -143,7 +143,8 @@ pub async fn start(
 }
 
 fn tracing_actix() -> actix_web::middleware::Logger {
-    actix_web::middleware::Logger::new("%a \"%r\" %s %b %Dms").log_target("pigeon::http")
+    // %U: the path without its query, which may carry a WebSocket token.
+    actix_web::middleware::Logger::new("%a \"%m %U\" %s %b %Dms").log_target("pigeon::http")
 }
 
 fn hostname() -> String {

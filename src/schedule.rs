@@ -40,24 +40,30 @@ pub struct Repeat {
     pub until: Option<DateTime<Utc>>,
 }
 
-/// Parses `90`, `"90"`, `"45s"`, `"10m"`, `"1h30m"`, `"2d"` into a duration.
+/// The longest duration a schedule or repeat rule may use (about 100 years): anything longer
+/// is a mistake, and would overflow date arithmetic.
+const MAX_SECONDS: i64 = 100 * 366 * 86_400;
+
+/// Parses `90`, `"90"`, `"45s"`, `"10m"`, `"1h30m"`, `"2d"` into a duration of at most about
+/// 100 years.
 pub fn parse_duration(v: &Value) -> Result<Duration, ScheduleError> {
     let bad = || {
         err(format!(
             "'{v}' is not a duration (e.g. 30s, 10m, 1h30m, 2d, or seconds)"
         ))
     };
+    let too_long = || err(format!("'{v}' is longer than 100 years"));
     if let Some(n) = v.as_f64() {
         if n < 0.0 || !n.is_finite() {
             return Err(bad());
         }
+        if n > MAX_SECONDS as f64 {
+            return Err(too_long());
+        }
         return Ok(Duration::milliseconds((n * 1000.0) as i64));
     }
     let s = v.as_str().ok_or_else(bad)?.trim();
-    if let Ok(n) = s.parse::<u64>() {
-        return Ok(Duration::seconds(n as i64));
-    }
-    let mut total = Duration::zero();
+    let mut total: i64 = 0;
     let mut digits = String::new();
     for c in s.chars() {
         if c.is_ascii_digit() {
@@ -66,18 +72,31 @@ pub fn parse_duration(v: &Value) -> Result<Duration, ScheduleError> {
         }
         let n: i64 = digits.parse().map_err(|_| bad())?;
         digits.clear();
-        total += match c {
-            's' => Duration::seconds(n),
-            'm' => Duration::minutes(n),
-            'h' => Duration::hours(n),
-            'd' => Duration::days(n),
+        let unit = match c {
+            's' => 1,
+            'm' => 60,
+            'h' => 3_600,
+            'd' => 86_400,
             _ => return Err(bad()),
         };
+        total = n
+            .checked_mul(unit)
+            .and_then(|secs| total.checked_add(secs))
+            .ok_or_else(too_long)?;
     }
-    if !digits.is_empty() || s.is_empty() {
+    if !digits.is_empty() {
+        // A bare number of seconds.
+        if total != 0 || s.is_empty() {
+            return Err(bad());
+        }
+        total = digits.parse().map_err(|_| too_long())?;
+    } else if s.is_empty() {
         return Err(bad());
     }
-    Ok(total)
+    if total > MAX_SECONDS {
+        return Err(too_long());
+    }
+    Ok(Duration::seconds(total))
 }
 
 impl Schedule {
@@ -85,7 +104,9 @@ impl Schedule {
     pub fn first_due(&self, now: DateTime<Utc>) -> Result<DateTime<Utc>, ScheduleError> {
         match (&self.at, &self.delay) {
             (Some(at), None) => Ok(*at),
-            (None, Some(d)) => Ok(now + parse_duration(d)?),
+            (None, Some(d)) => now
+                .checked_add_signed(parse_duration(d)?)
+                .ok_or_else(|| err("schedule.delay goes past the end of time")),
             _ => Err(err("schedule needs exactly one of \"at\" or \"delay\"")),
         }
     }
@@ -134,10 +155,12 @@ impl Repeat {
             // Keep the cadence; after an outage, skip the runs that were missed.
             (Some(every), None) => {
                 let every = parse_duration(every).ok()?;
-                let mut next = run_at + every;
+                let mut next = run_at.checked_add_signed(every)?;
                 if next < now {
-                    let missed = (now - next).num_milliseconds() / every.num_milliseconds().max(1);
-                    next += every * (missed as i32);
+                    let step = every.num_milliseconds().max(1);
+                    let missed = (now - next).num_milliseconds() / step;
+                    next =
+                        next.checked_add_signed(Duration::milliseconds(missed.checked_mul(step)?))?;
                 }
                 next
             }
@@ -170,6 +193,10 @@ mod tests {
         assert!(parse_duration(&json!("5x")).is_err());
         assert!(parse_duration(&json!("m")).is_err());
         assert!(parse_duration(&json!(-1)).is_err());
+        assert!(parse_duration(&json!("99999999999999d")).is_err());
+        assert!(parse_duration(&json!(1e300)).is_err());
+        assert!(parse_duration(&json!("3000000000000000s")).is_err());
+        assert!(parse_duration(&json!("99999999999999999999")).is_err());
     }
 
     #[test]

@@ -7,28 +7,37 @@
 //! ([`GroupChanged`]). Each sync first checks that the engine still holds its data and
 //! rebuilds it from the store when it does not (Redis restarted or flushed).
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
+use std::time::Duration;
 
 use actix::prelude::*;
 use actix::Supervisor;
 use uuid::Uuid;
 
-use super::messages::{Apply, GroupChanged, PigeonLost, Retire, Running, StopAll, Sync, Update};
+use super::messages::{
+    Apply, Found, GroupChanged, PigeonLost, Retire, Running, StopAll, Sync, Update,
+};
 use super::pigeon::Pigeon;
 use super::{Deps, PigeonSpec};
 use crate::engine::rebuild::rebuild;
-use crate::store::{self, groups::Group};
+use crate::store::{self, groups::Group, messages::Message};
+
+/// How long after a group is deleted its queue is swept once more: a send that read the group
+/// just before the delete may commit just after it.
+const SWEEP_AFTER: Duration = Duration::from_secs(5);
 
 struct Flock {
     addr: Addr<Pigeon>,
     spec: PigeonSpec,
+    generation: u64,
 }
 
 pub struct Breeder {
     deps: Arc<Deps>,
     pigeons: HashMap<Uuid, Flock>,
+    generations: u64,
     syncing: bool,
     stopped: bool,
 }
@@ -38,6 +47,7 @@ impl Breeder {
         Breeder {
             deps,
             pigeons: HashMap::new(),
+            generations: 0,
             syncing: false,
             stopped: false,
         }
@@ -48,6 +58,22 @@ impl Breeder {
             flock.addr.do_send(Retire);
             tracing::info!(%group, "pigeon retired");
         }
+    }
+
+    /// Cancels what a deleted group still has pending once more, after in-flight sends that
+    /// raced the delete have committed.
+    fn sweep_later(&self, ctx: &mut Context<Self>, group: Uuid) {
+        let deps = self.deps.clone();
+        ctx.run_later(SWEEP_AFTER, move |_, _| {
+            actix_rt::spawn(async move {
+                let Ok(mut conn) = store::conn(&deps.pool).await else { return };
+                match Message::cancel_if_group_deleted(&mut conn, group).await {
+                    Ok(0) => {}
+                    Ok(n) => tracing::info!(%group, cancelled = n, "late sends to a deleted group cancelled"),
+                    Err(e) => tracing::warn!(%group, error = %e, "sweep of a deleted group failed"),
+                }
+            });
+        });
     }
 }
 
@@ -62,25 +88,25 @@ impl Actor for Breeder {
     }
 }
 
-/// Looks up specs for `groups`, taking the lease of each one this node does not run yet.
+/// Looks up what to do for each group, taking the lease of each one this node does not run.
 async fn lookup(
     deps: Arc<Deps>,
     rows: Vec<(Uuid, Option<PigeonSpec>)>,
-    running: Vec<Uuid>,
-) -> Vec<(Uuid, Option<PigeonSpec>)> {
+    running: HashSet<Uuid>,
+) -> Vec<(Uuid, Found)> {
     let ttl = deps.settings.engine.group_lease().as_millis() as i64;
     let mut out = Vec::with_capacity(rows.len());
     for (id, spec) in rows {
         let Some(spec) = spec else {
-            out.push((id, None));
+            out.push((id, Found::Gone));
             continue;
         };
         if running.contains(&id) {
-            out.push((id, Some(spec)));
+            out.push((id, Found::Running(spec)));
             continue;
         }
         match deps.engine.acquire_lease(id, &deps.node_id, ttl).await {
-            Ok(true) => out.push((id, Some(spec))),
+            Ok(true) => out.push((id, Found::Leased(spec))),
             Ok(false) => {} // another node runs it
             Err(e) => tracing::warn!(group = %id, error = %e, "could not take group lease"),
         }
@@ -97,7 +123,7 @@ impl Handler<Sync> for Breeder {
         }
         self.syncing = true;
         let deps = self.deps.clone();
-        let running: Vec<Uuid> = self.pigeons.keys().copied().collect();
+        let running: HashSet<Uuid> = self.pigeons.keys().copied().collect();
         let fut = async move {
             let dirty = deps.engine_dirty.swap(false, Ordering::SeqCst);
             match deps.engine.is_synced().await {
@@ -130,10 +156,10 @@ impl Handler<Sync> for Breeder {
             Some(lookup(deps, rows, running).await)
         };
         ctx.spawn(
-            actix::fut::wrap_future::<_, Self>(fut).map(|specs, act, ctx| {
+            actix::fut::wrap_future::<_, Self>(fut).map(|found, act, ctx| {
                 act.syncing = false;
-                if let Some(specs) = specs {
-                    ctx.notify(Apply { specs, full: true });
+                if let Some(found) = found {
+                    ctx.notify(Apply { found, full: true });
                 }
             }),
         );
@@ -145,7 +171,7 @@ impl Handler<GroupChanged> for Breeder {
 
     fn handle(&mut self, msg: GroupChanged, ctx: &mut Context<Self>) {
         let deps = self.deps.clone();
-        let running: Vec<Uuid> = self.pigeons.keys().copied().collect();
+        let running: HashSet<Uuid> = self.pigeons.keys().copied().collect();
         let id = msg.0;
         let fut = async move {
             let mut conn = store::conn(&deps.pool).await.ok()?;
@@ -155,9 +181,9 @@ impl Handler<GroupChanged> for Breeder {
             Some(lookup(deps, vec![(id, spec)], running).await)
         };
         ctx.spawn(
-            actix::fut::wrap_future::<_, Self>(fut).map(|specs, _, ctx| {
-                if let Some(specs) = specs {
-                    ctx.notify(Apply { specs, full: false });
+            actix::fut::wrap_future::<_, Self>(fut).map(|found, _, ctx| {
+                if let Some(found) = found {
+                    ctx.notify(Apply { found, full: false });
                 }
             }),
         );
@@ -172,38 +198,56 @@ impl Handler<Apply> for Breeder {
             return;
         }
         if msg.full {
-            let keep: std::collections::HashSet<Uuid> = msg
-                .specs
+            let live: HashSet<Uuid> = msg
+                .found
                 .iter()
-                .filter(|(_, s)| s.is_some())
+                .filter(|(_, f)| !matches!(f, Found::Gone))
                 .map(|(id, _)| *id)
                 .collect();
             let gone: Vec<Uuid> = self
                 .pigeons
                 .keys()
-                .filter(|id| !keep.contains(id))
+                .filter(|id| !live.contains(id))
                 .copied()
                 .collect();
             for id in gone {
                 self.retire(id);
             }
         }
-        for (id, spec) in msg.specs {
-            match (spec, self.pigeons.get_mut(&id)) {
-                (None, _) => self.retire(id),
-                (Some(spec), Some(flock)) => {
-                    if flock.spec != spec {
-                        flock.spec = spec.clone();
-                        flock.addr.do_send(Update(spec));
+        for (id, found) in msg.found {
+            match found {
+                Found::Gone => {
+                    if self.pigeons.contains_key(&id) {
+                        self.retire(id);
+                        self.sweep_later(ctx, id);
                     }
                 }
-                (Some(spec), None) => {
+                Found::Running(spec) | Found::Leased(spec) if self.pigeons.contains_key(&id) => {
+                    if let Some(flock) = self.pigeons.get_mut(&id) {
+                        if flock.spec != spec {
+                            flock.spec = spec.clone();
+                            flock.addr.do_send(Update(spec));
+                        }
+                    }
+                }
+                // It stopped while the lookup ran; the next sync takes the lease again.
+                Found::Running(_) => {}
+                Found::Leased(spec) => {
+                    self.generations += 1;
+                    let generation = self.generations;
                     let deps = self.deps.clone();
                     let me = ctx.address();
                     let s = spec.clone();
-                    let addr = Supervisor::start(move |_| Pigeon::new(s, deps, me));
+                    let addr = Supervisor::start(move |_| Pigeon::new(s, generation, deps, me));
                     tracing::info!(group = %id, interval = ?spec.interval, batch = spec.batch_count, "pigeon started");
-                    self.pigeons.insert(id, Flock { addr, spec });
+                    self.pigeons.insert(
+                        id,
+                        Flock {
+                            addr,
+                            spec,
+                            generation,
+                        },
+                    );
                 }
             }
         }
@@ -213,7 +257,14 @@ impl Handler<Apply> for Breeder {
 impl Handler<PigeonLost> for Breeder {
     type Result = ();
     fn handle(&mut self, msg: PigeonLost, _: &mut Context<Self>) {
-        self.pigeons.remove(&msg.0);
+        if self
+            .pigeons
+            .get(&msg.group)
+            .is_some_and(|f| f.generation == msg.generation)
+        {
+            // Dropping its address (after Retire) lets the idle pigeon end for good.
+            self.retire(msg.group);
+        }
     }
 }
 

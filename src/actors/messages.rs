@@ -17,19 +17,34 @@ pub struct GroupChanged(pub Uuid);
 #[rtype(result = "()")]
 pub struct Sync;
 
-/// Breeder (from itself): apply looked-up specs. `full` means the list holds every group this
-/// node should run, so pigeons missing from it stop.
+/// What a lookup found for a group.
+#[derive(Debug, Clone)]
+pub enum Found {
+    /// Deleted (or not runnable): its pigeon must stop.
+    Gone,
+    /// This node already ran it when the lookup began: update its pigeon if still there.
+    Running(PigeonSpec),
+    /// This node just took the group's lease: start (or update) its pigeon.
+    Leased(PigeonSpec),
+}
+
+/// Breeder (from itself): apply a lookup. `full` means the list holds every live group, so
+/// pigeons missing from it stop.
 #[derive(Message, Debug)]
 #[rtype(result = "()")]
 pub struct Apply {
-    pub specs: Vec<(Uuid, Option<PigeonSpec>)>,
+    pub found: Vec<(Uuid, Found)>,
     pub full: bool,
 }
 
-/// Breeder (from a pigeon): this pigeon lost its group's lease to another node and stopped.
+/// Breeder (from a pigeon): this pigeon lost its group's lease to another node and went idle.
 #[derive(Message, Debug, Clone, Copy)]
 #[rtype(result = "()")]
-pub struct PigeonLost(pub Uuid);
+pub struct PigeonLost {
+    pub group: Uuid,
+    /// Which pigeon of the group: a stale report must not remove a newer one.
+    pub generation: u64,
+}
 
 /// Breeder: stop every pigeon and give their leases back (shutdown); answers when done.
 #[derive(Message, Debug, Clone, Copy)]

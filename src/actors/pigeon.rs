@@ -58,27 +58,45 @@ impl Hand {
 
 pub struct Pigeon {
     spec: PigeonSpec,
+    /// Tells this pigeon apart from a later one of the same group (see `PigeonLost`).
+    generation: u64,
     deps: Arc<Deps>,
     breeder: Addr<Breeder>,
     hand: Hand,
     busy: bool,
+    /// No more wakes: the group's lease was lost, or the breeder retired the pigeon.
     retired: bool,
+    /// Retire received: stop as soon as the wake in progress ends.
+    stop_when_idle: bool,
+    renew: Option<SpawnHandle>,
     /// Told when the wake in progress ends (a retirement waits for it).
     on_idle: Vec<tokio::sync::oneshot::Sender<()>>,
     wake: Option<SpawnHandle>,
 }
 
 impl Pigeon {
-    pub fn new(spec: PigeonSpec, deps: Arc<Deps>, breeder: Addr<Breeder>) -> Self {
+    pub fn new(spec: PigeonSpec, generation: u64, deps: Arc<Deps>, breeder: Addr<Breeder>) -> Self {
         Pigeon {
             spec,
+            generation,
             deps,
             breeder,
             hand: Hand::default(),
             busy: false,
             retired: false,
+            stop_when_idle: false,
+            renew: None,
             on_idle: Vec::new(),
             wake: None,
+        }
+    }
+
+    /// Stops waking and renewing, without stopping the actor: stopping a supervised actor
+    /// whose address is still held only restarts it.
+    fn go_idle(&mut self, ctx: &mut Context<Self>) {
+        self.retired = true;
+        for h in [self.wake.take(), self.renew.take()].into_iter().flatten() {
+            ctx.cancel_future(h);
         }
     }
 
@@ -105,21 +123,24 @@ impl Pigeon {
                 for tx in act.on_idle.drain(..) {
                     let _ = tx.send(());
                 }
-                if act.retired {
-                    ctx.stop();
-                }
                 match res {
                     Ok(Ok(_)) => {
                         act.hand.take();
                     }
-                    Ok(Err(e)) => {
+                    Ok(Err(e)) if !act.retired => {
                         tracing::warn!(group = %act.spec.group_id, error = %e, "pigeon wake failed; restarting");
                         ctx.stop();
                     }
-                    Err(e) => {
+                    Err(e) if !act.retired => {
                         tracing::error!(group = %act.spec.group_id, error = %e, "pigeon wake panicked; restarting");
                         ctx.stop();
                     }
+                    // Retired: what it still held lapses back to the queue for whoever runs
+                    // the group now.
+                    _ => {}
+                }
+                if act.stop_when_idle {
+                    ctx.stop();
                 }
             }),
         );
@@ -134,9 +155,11 @@ impl Pigeon {
             Ok(true) => {}
             Ok(false) => {
                 tracing::warn!(group = %act.spec.group_id, "lease taken by another node; pigeon stops");
-                act.retired = true;
-                act.breeder.do_send(PigeonLost(act.spec.group_id));
-                ctx.stop();
+                act.go_idle(ctx);
+                act.breeder.do_send(PigeonLost {
+                    group: act.spec.group_id,
+                    generation: act.generation,
+                });
             }
             // Redis unreachable: keep going; the lease may lapse and another node take over,
             // which the next renewal finds out.
@@ -150,14 +173,16 @@ impl Actor for Pigeon {
 
     fn started(&mut self, ctx: &mut Context<Self>) {
         if self.retired {
-            ctx.stop();
+            // Restarted after retiring: stay idle until the breeder lets go of it.
             return;
         }
         self.arm(ctx);
         let every = self.deps.settings.engine.group_lease() / 3;
-        ctx.run_interval(every.max(Duration::from_millis(200)), |act, ctx| {
-            act.renew_lease(ctx)
-        });
+        self.renew = Some(
+            ctx.run_interval(every.max(Duration::from_millis(200)), |act, ctx| {
+                act.renew_lease(ctx)
+            }),
+        );
         tracing::debug!(group = %self.spec.group_id, interval = ?self.spec.interval, batch = self.spec.batch_count, "pigeon started");
     }
 }
@@ -166,6 +191,7 @@ impl Supervised for Pigeon {
     fn restarting(&mut self, _: &mut Context<Self>) {
         self.busy = false;
         self.wake = None;
+        self.renew = None;
         let ids = self.hand.take();
         if ids.is_empty() {
             return;
@@ -200,10 +226,11 @@ impl Handler<Update> for Pigeon {
 impl Handler<Retire> for Pigeon {
     type Result = ResponseFuture<()>;
     fn handle(&mut self, _: Retire, ctx: &mut Context<Self>) -> Self::Result {
-        self.retired = true;
+        self.go_idle(ctx);
         let idle = if self.busy {
             let (tx, rx) = tokio::sync::oneshot::channel();
             self.on_idle.push(tx);
+            self.stop_when_idle = true;
             Some(rx)
         } else {
             ctx.stop();
@@ -259,7 +286,7 @@ pub async fn wake(deps: &Deps, spec: &PigeonSpec, hand: &Hand) -> Result<usize, 
         engine.ack(group_id, &ids).await?;
         return Ok(ids.len());
     };
-    let messages = Message::activate(&mut conn, group_id, &ids).await?;
+    let messages = Message::activate(&mut conn, group_id, &ids, now).await?;
     let live: HashSet<Uuid> = messages.iter().map(|m| m.id).collect();
     let stale: Vec<Uuid> = ids
         .iter()
@@ -267,24 +294,50 @@ pub async fn wake(deps: &Deps, spec: &PigeonSpec, hand: &Hand) -> Result<usize, 
         .copied()
         .collect();
     if !stale.is_empty() {
-        engine.ack(group_id, &stale).await?;
+        // Finished or cancelled: forget them. Pending but not due yet (an engine entry that
+        // ran ahead of the store): back to the queue at their time.
+        let waiting = Message::pending_due(&mut conn, &stale).await?;
+        let later: HashSet<Uuid> = waiting.iter().map(|(id, _)| *id).collect();
+        let done: Vec<Uuid> = stale
+            .iter()
+            .filter(|id| !later.contains(id))
+            .copied()
+            .collect();
+        engine.ack(group_id, &done).await?;
+        let items: Vec<_> = waiting
+            .iter()
+            .map(|(id, due)| (*id, due.timestamp_millis()))
+            .collect();
+        engine.release(group_id, &items).await?;
     }
 
+    let mut again: Vec<Reschedule> = Vec::new();
     // The level as it is now, not as it was when the pigeon was armed.
     let expiry = PigeonSpec::from_rows(&group, &level).map_or(spec.expiry, |s| s.expiry);
     let (expired, due): (Vec<Message>, Vec<Message>) = messages.into_iter().partition(|m| {
         expiry.is_some_and(|exp| {
-            chrono::Duration::from_std(exp).is_ok_and(|exp| now > m.run_at + exp)
+            chrono::Duration::from_std(exp)
+                .ok()
+                .and_then(|exp| m.run_at.checked_add_signed(exp))
+                .is_some_and(|deadline| now > deadline)
         })
     });
-    let expired_ids: Vec<Uuid> = expired.iter().map(|m| m.id).collect();
-    if !expired_ids.is_empty() {
-        Message::finish(&mut conn, &expired_ids, MessageState::Expired).await?;
-        engine.ack(group_id, &expired_ids).await?;
-        tracing::info!(group = %group_id, count = expired_ids.len(), "messages expired");
+    let mut expired_done = Vec::new();
+    for m in &expired {
+        // An expired run of a recurring message skips to the next run.
+        match next_run(m, now) {
+            Some(next) => again.push(Reschedule {
+                id: m.id,
+                due_at: next,
+                run_at: next,
+                run: m.run + 1,
+                attempts: 0,
+            }),
+            None => expired_done.push(m.id),
+        }
     }
-    if due.is_empty() {
-        return Ok(ids.len());
+    if !expired.is_empty() {
+        tracing::info!(group = %group_id, count = expired.len(), "runs expired unsent");
     }
 
     // Targets already settled in this run (a retry) are not sent again.
@@ -394,7 +447,9 @@ pub async fn wake(deps: &Deps, spec: &PigeonSpec, hand: &Hand) -> Result<usize, 
                     record.status = DeliveryStatus::Retrying;
                     let t = &mut tallies[mi];
                     t.retrying = true;
-                    t.retry_after = t.retry_after.max(retry_after);
+                    // A receiver's Retry-After counts, up to the configured longest backoff.
+                    let cap = Duration::from_secs(deps.settings.delivery.backoff_max_secs);
+                    t.retry_after = t.retry_after.max(retry_after.map(|r| r.min(cap)));
                 } else {
                     record.status = DeliveryStatus::Failed;
                     tallies[mi].failed = true;
@@ -406,7 +461,6 @@ pub async fn wake(deps: &Deps, spec: &PigeonSpec, hand: &Hand) -> Result<usize, 
 
     let mut delivered = Vec::new();
     let mut failed = Vec::new();
-    let mut again: Vec<Reschedule> = Vec::new();
     for (m, t) in due.iter().zip(&tallies) {
         if t.retrying {
             let wait = backoff(&deps.settings.delivery, m.attempts + 1)
@@ -438,21 +492,33 @@ pub async fn wake(deps: &Deps, spec: &PigeonSpec, hand: &Hand) -> Result<usize, 
         Delivery::record(conn, &settled).await?;
         Message::finish(conn, &delivered, MessageState::Delivered).await?;
         Message::finish(conn, &failed, MessageState::Failed).await?;
+        Message::finish(conn, &expired_done, MessageState::Expired).await?;
         Message::reschedule(conn, &again).await?;
         Ok(())
     })
     .await?;
 
-    let finished: Vec<Uuid> = delivered.iter().chain(&failed).copied().collect();
-    if !finished.is_empty() {
-        engine.ack(group_id, &finished).await?;
-    }
-    if !again.is_empty() {
-        let items: Vec<_> = again
-            .iter()
-            .map(|r| (r.id, r.due_at.timestamp_millis()))
-            .collect();
-        engine.release(group_id, &items).await?;
+    // Settled in the store: from here nothing is handed back on a restart, and an engine
+    // that misses the news is rebuilt from the store rather than the wake failing.
+    hand.take();
+    let finished: Vec<Uuid> = delivered
+        .iter()
+        .chain(&failed)
+        .chain(&expired_done)
+        .copied()
+        .collect();
+    let items: Vec<_> = again
+        .iter()
+        .map(|r| (r.id, r.due_at.timestamp_millis()))
+        .collect();
+    let (acked, released) = futures::join!(
+        engine.ack(group_id, &finished),
+        engine.release(group_id, &items)
+    );
+    if let Err(e) = acked.and(released) {
+        tracing::warn!(group = %group_id, error = %e, "engine missed a wake's outcome; it will be rebuilt");
+        deps.engine_dirty
+            .store(true, std::sync::atomic::Ordering::SeqCst);
     }
     tracing::debug!(
         group = %group_id,

@@ -23,6 +23,10 @@ pub enum RebuildError {
 /// Re-queues every unfinished message and marks the engine synced. Returns how many.
 pub async fn rebuild(engine: &dyn Engine, pool: &PgPool) -> Result<usize, RebuildError> {
     let mut conn = store::conn(pool).await?;
+    let orphans = Message::cancel_orphans(&mut conn).await?;
+    if orphans > 0 {
+        tracing::info!(orphans, "cancelled pending messages of deleted groups");
+    }
     let mut after = None;
     let mut total = 0;
     loop {

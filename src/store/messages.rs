@@ -6,7 +6,7 @@ use diesel_async::{AsyncPgConnection, RunQueryDsl};
 use serde_json::Value;
 use uuid::Uuid;
 
-use super::schema::{idempotency_keys, messages};
+use super::schema::{groups, idempotency_keys, messages};
 use super::{Result, StoreError};
 use crate::domain::MessageState;
 
@@ -87,22 +87,37 @@ impl Message {
     }
 
     /// Marks claimed messages `active` and returns them; ids no longer pending (cancelled,
-    /// finished) are left out, so the pigeon drops their claims.
+    /// finished) or not due yet are left out.
     pub async fn activate(
         conn: &mut AsyncPgConnection,
         group: Uuid,
         ids: &[Uuid],
+        now: DateTime<Utc>,
     ) -> Result<Vec<Message>> {
         Ok(diesel::update(
             messages::table
                 .filter(messages::id.eq_any(ids))
                 .filter(messages::group_id.eq(group))
-                .filter(messages::state.eq_any(pending())),
+                .filter(messages::state.eq_any(pending()))
+                .filter(messages::due_at.le(now)),
         )
         .set(messages::state.eq(MessageState::Active.as_str()))
         .returning(Message::as_returning())
         .get_results(conn)
         .await?)
+    }
+
+    /// The due times of those of `ids` still pending.
+    pub async fn pending_due(
+        conn: &mut AsyncPgConnection,
+        ids: &[Uuid],
+    ) -> Result<Vec<(Uuid, DateTime<Utc>)>> {
+        Ok(messages::table
+            .filter(messages::id.eq_any(ids))
+            .filter(messages::state.eq_any(pending()))
+            .select((messages::id, messages::due_at))
+            .load(conn)
+            .await?)
     }
 
     /// Ends active messages in a final state.
@@ -182,6 +197,47 @@ impl Message {
             messages::table
                 .filter(messages::group_id.eq(group))
                 .filter(messages::state.eq_any(pending())),
+        )
+        .set((
+            messages::state.eq(MessageState::Cancelled.as_str()),
+            messages::finished_at.eq(Some(Utc::now())),
+        ))
+        .execute(conn)
+        .await?)
+    }
+
+    /// Cancels the unfinished messages of `group` if the group is deleted (a send that raced
+    /// the delete).
+    pub async fn cancel_if_group_deleted(
+        conn: &mut AsyncPgConnection,
+        group: Uuid,
+    ) -> Result<usize> {
+        let deleted = groups::table
+            .filter(groups::id.eq(group))
+            .filter(groups::deleted_at.is_not_null());
+        Ok(diesel::update(
+            messages::table
+                .filter(messages::group_id.eq(group))
+                .filter(messages::state.eq_any(pending()))
+                .filter(diesel::dsl::exists(deleted)),
+        )
+        .set((
+            messages::state.eq(MessageState::Cancelled.as_str()),
+            messages::finished_at.eq(Some(Utc::now())),
+        ))
+        .execute(conn)
+        .await?)
+    }
+
+    /// Cancels every unfinished message of every deleted group (before a rebuild).
+    pub async fn cancel_orphans(conn: &mut AsyncPgConnection) -> Result<usize> {
+        let deleted = groups::table
+            .filter(groups::deleted_at.is_not_null())
+            .select(groups::id);
+        Ok(diesel::update(
+            messages::table
+                .filter(messages::state.eq_any(pending()))
+                .filter(messages::group_id.eq_any(deleted)),
         )
         .set((
             messages::state.eq(MessageState::Cancelled.as_str()),

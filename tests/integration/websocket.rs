@@ -314,7 +314,8 @@ async fn reconnecting_with_since_replays_without_gap_or_duplicate() {
     let read = async {
         let mut bodies = Vec::new();
         for _ in 2..8 {
-            bodies.push(next(&mut ws).await["body"].as_str().unwrap().to_string());
+            let f = next(&mut ws).await;
+            bodies.push(f["body"].as_str().unwrap().to_string());
         }
         bodies
     };

@@ -229,8 +229,8 @@ async fn send_one(client: &reqwest::Client, id: Uuid, req: WebhookRequest) -> Ou
         Ok(resp) => {
             let status = resp.status();
             let after = retry_after(resp.headers());
-            let text = resp.text().await.unwrap_or_default();
-            let response = (!text.is_empty()).then(|| truncate(text));
+            let text = read_start(resp).await;
+            let response = (!text.is_empty()).then_some(text);
             let code = Some(status.as_u16());
             if status.is_success() {
                 Outcome::Delivered { code, response }
@@ -247,6 +247,7 @@ async fn send_one(client: &reqwest::Client, id: Uuid, req: WebhookRequest) -> Ou
             }
         }
         Err(e) => Outcome::Failed {
+            // Timeouts, refused connections and I/O failures mid-request are worth retrying.
             transient: e.is_timeout() || e.is_connect() || e.is_request(),
             code: None,
             error: error_chain(&e),
@@ -266,13 +267,15 @@ fn error_chain(e: &dyn std::error::Error) -> String {
     s
 }
 
-fn truncate(mut s: String) -> String {
-    if s.len() > RESPONSE_KEEP {
-        let mut end = RESPONSE_KEEP;
-        while !s.is_char_boundary(end) {
-            end -= 1;
+/// The start of a provider's answer: at most `RESPONSE_KEEP` bytes are read, whatever it sends.
+async fn read_start(mut resp: reqwest::Response) -> String {
+    let mut kept = Vec::new();
+    while kept.len() < RESPONSE_KEEP {
+        match resp.chunk().await {
+            Ok(Some(chunk)) => kept.extend_from_slice(&chunk),
+            _ => break,
         }
-        s.truncate(end);
     }
-    s
+    kept.truncate(RESPONSE_KEEP);
+    String::from_utf8_lossy(&kept).into_owned()
 }

@@ -139,18 +139,18 @@ async fn push_one(
     };
     let payload = serde_json::to_vec(&envelope)
         .map_err(|e| crate::engine::EngineError::Other(e.to_string()))?;
-    engine.publish(&payload).await?;
-    Ok(
-        if engine
-            .presence_any(&push.key, now.timestamp_millis())
-            .await?
-        {
-            Outcome::Delivered {
-                code: None,
-                response: Some("pushed to online sessions".into()),
-            }
-        } else {
-            Outcome::Kept
-        },
-    )
+    // Both after the append (the frame carries its offset); neither waits for the other.
+    let (published, online) = futures::join!(
+        engine.publish(&payload),
+        engine.presence_any(&push.key, now.timestamp_millis())
+    );
+    published?;
+    Ok(if online? {
+        Outcome::Delivered {
+            code: None,
+            response: Some("pushed to online sessions".into()),
+        }
+    } else {
+        Outcome::Kept
+    })
 }

@@ -59,6 +59,10 @@ pub struct WsSession {
     closing: bool,
     /// Keys being replayed, with the live pushes held for them meanwhile.
     holding: HashMap<String, Vec<Push>>,
+    /// Per replayed key, the newest offset the replay sent. A push at or below it was appended
+    /// before the replay read the stream, so the replay already sent it: its live copy (which
+    /// may arrive after the replay, pub/sub being slower than the read) is dropped.
+    floor: HashMap<String, Option<(u64, u64)>>,
     topics: HashSet<String>,
 }
 
@@ -82,6 +86,7 @@ impl WsSession {
             outbound,
             closing: false,
             holding: HashMap::new(),
+            floor: HashMap::new(),
             topics: HashSet::new(),
         }
     }
@@ -167,6 +172,7 @@ impl WsSession {
                     act.write(ctx, protocol::push_frame(&offset, &stored));
                     last = offset_key(&offset).max(last);
                 }
+                act.floor.insert(key.clone(), last);
                 for push in held {
                     if offset_key(&push.offset) > last {
                         act.write(ctx, push.frame);
@@ -285,6 +291,12 @@ impl Handler<Push> for WsSession {
     fn handle(&mut self, msg: Push, ctx: &mut Self::Context) {
         if let Some(held) = self.holding.get_mut(&*msg.key) {
             held.push(msg);
+        } else if self
+            .floor
+            .get(&*msg.key)
+            .is_some_and(|floor| offset_key(&msg.offset) <= *floor)
+        {
+            // Already sent by the replay.
         } else {
             self.write(ctx, msg.frame);
         }

@@ -178,3 +178,60 @@ async fn a_pigeon_panicking_after_its_claim_loses_nothing() {
 async fn a_pigeon_panicking_while_finishing_loses_nothing() {
     survives(Fault::OnAck).await;
 }
+
+#[tokio::test]
+async fn a_pigeon_that_loses_its_lease_stops_and_the_node_stays_responsive() {
+    let app = TestApp::spawn_with(|s| s.engine.group_lease_secs = 3).await;
+    let receiver = Receiver::start().await;
+    let (_, admin) = app.tenant("acme").await;
+    app.level(&admin, "fast", 1, 10).await;
+    let group = app.webhook_group(&admin, "g", "fast", &receiver.url).await;
+    let first = app
+        .send(&admin, json!([{"groupId": group, "message": "before"}]))
+        .await[0];
+    app.wait_state(&admin, first, "delivered", Duration::from_secs(15))
+        .await;
+
+    // Another node takes the group's lease.
+    let thief = RedisEngine::connect(&redis_url(), &app.scratch.prefix)
+        .await
+        .unwrap();
+    let client = redis::Client::open(redis_url()).unwrap();
+    let mut conn = client.get_multiplexed_async_connection().await.unwrap();
+    let key = format!("{}:g:{{{group}}}:lease", app.scratch.prefix);
+    let _: () = redis::cmd("DEL")
+        .arg(&key)
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    assert!(thief.acquire_lease(group, "thief", 60_000).await.unwrap());
+    // The pigeon notices at its next renewal (every second here) and stops.
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    let during = app
+        .send(&admin, json!([{"groupId": group, "message": "while away"}]))
+        .await[0];
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    assert_eq!(
+        app.message(&admin, during).await["state"],
+        "queued",
+        "this node no longer runs the group"
+    );
+    // The node still answers and its actors still work.
+    let (s, out) = app
+        .call(
+            "POST",
+            "/api/v1/groups/test",
+            &admin,
+            Some(json!([{"groupId": group, "message": "ping"}])),
+        )
+        .await;
+    assert_eq!(
+        (s, out[0]["results"][0]["status"].as_str()),
+        (200, Some("delivered"))
+    );
+
+    // When the other node lets go, this one adopts the group again and delivers.
+    thief.release_lease(group, "thief").await.unwrap();
+    app.wait_state(&admin, during, "delivered", Duration::from_secs(15))
+        .await;
+}

@@ -186,7 +186,11 @@ impl ApiClient {
         ApiClient {
             base: base.to_string(),
             root,
-            client: reqwest::Client::new(),
+            // A hung server fails the test instead of hanging the suite.
+            client: reqwest::Client::builder()
+                .timeout(Duration::from_secs(30))
+                .build()
+                .expect("http client"),
         }
     }
 

@@ -86,7 +86,7 @@ function worker() {
     return new Promise((resolve) => {
       const s = {
         subscribed: false, connectUs: null, frames: 0, lat: [], first: null, last: null,
-        outOfOrder: 0, lastSeq: -1, other: 0, error: null,
+        repeated: 0, inversions: 0, seen: new Uint8Array(job.pushes), maxSeq: -1, other: 0, error: null,
       };
       stats.push(s);
       const started = now();
@@ -130,8 +130,14 @@ function worker() {
         frames++;
         if (s.first === null) s.first = at;
         s.last = at;
-        if (p.data.seq <= s.lastSeq) s.outOfOrder++;
-        s.lastSeq = Math.max(s.lastSeq, p.data.seq);
+        const seq = p.data.seq;
+        if (!(seq >= 0 && seq < s.seen.length)) s.other++;
+        else if (s.seen[seq]) s.repeated++;
+        else {
+          s.seen[seq] = 1;
+          if (seq < s.maxSeq) s.inversions++;
+        }
+        s.maxSeq = Math.max(s.maxSeq, seq);
       });
       socket.on("disconnect", (reason) => {
         if (s.subscribed && !job.stopping) s.error = `disconnected: ${reason}`;
@@ -177,7 +183,7 @@ function worker() {
         lat,
         clients: stats.map((s) => ({
           subscribed: s.subscribed, connectUs: s.connectUs, frames: s.frames, first: s.first, last: s.last,
-          outOfOrder: s.outOfOrder, other: s.other, error: s.error,
+          repeated: s.repeated, inversions: s.inversions, other: s.other, error: s.error,
         })),
       }, () => process.exit(0));
     }
@@ -258,6 +264,7 @@ async function main() {
       tokens: tokens.filter((_, i) => i % procs === w),
       concurrency: Math.max(1, Math.round(concurrency / procs)),
       connectTimeoutMs: Number(opt["connect-timeout"]) * 1000,
+      pushes,
     }),
   );
   while (connected.length < procs) await sleep(10);
@@ -309,7 +316,7 @@ async function main() {
   // Report, in the shape of `pigeon bench ws`.
   let lat = [];
   const connectUs = [];
-  let got = 0, outOfOrder = 0, other = 0, complete = 0, minFrames = Infinity, maxFrames = 0;
+  let got = 0, repeated = 0, inversions = 0, other = 0, complete = 0, minFrames = Infinity, maxFrames = 0;
   let first = null, last = null;
   const failures = new Map();
   for (const r of results) {
@@ -322,7 +329,8 @@ async function main() {
         if (c.frames >= pushes) complete++;
         connectUs.push(c.connectUs);
       }
-      outOfOrder += c.outOfOrder;
+      repeated += c.repeated;
+      inversions += c.inversions;
       other += c.other;
       if (c.first !== null && (first === null || c.first < first)) first = c.first;
       if (c.last !== null && (last === null || c.last > last)) last = c.last;
@@ -347,7 +355,8 @@ async function main() {
     console.log(`  memory:    server VmRSS ${mib(rssBefore)} MiB before, ${mib(rssConnected)} MiB with ${subscribed} connections = ${((rssConnected - rssBefore) / Math.max(1, subscribed) / 1024).toFixed(1)} KiB per connection${collected ? " (read after a forced GC)" : ""}; at the end VmRSS ${mib(rssEnd || 0)} MiB, VmHWM ${mib(hwmEnd || 0)} MiB`);
   }
   console.log(`  publish:   ${pushes} publish calls in ${f2(publishElapsed)} s (${(pushes / publishElapsed).toFixed(1)}/s): ${[...outcomes].map(([o, n]) => `${n} ${o}`).join(", ")}; call latency p50 ${f2(percentile(callUs, 50))} ms, p99 ${f2(percentile(callUs, 99))} ms, max ${f2(percentile(callUs, 100))} ms`);
-  console.log(`  delivered: ${got}/${expected} frames (${((got * 100) / expected).toFixed(2)} %); ${complete} clients got all ${pushes}, per client min ${minFrames} max ${maxFrames}; ${outOfOrder} out of order or repeated, ${other} other frames${waitedOut ? ` -- stopped waiting ${opt.timeout} s after the last publish` : ""}`);
+  console.log(`  delivered: ${got}/${expected} frames (${((got * 100) / expected).toFixed(2)} %); ${complete} clients got all ${pushes}, per client min ${minFrames} max ${maxFrames}; ${repeated} repeated, ${other} other frames${waitedOut ? ` -- stopped waiting ${opt.timeout} s after the last publish` : ""}`);
+  console.log(`  order:     ${inversions} frames came after a later seq (their publish calls overlapped and the later one was emitted first)`);
   if (first !== null && last !== null) {
     const window = Number(last - first) / 1e9;
     console.log(`  rate:      ${(got / Math.max(window, 1e-9)).toFixed(0)} frames/s over the delivery window (first to last frame, ${f2(window)} s; first frame ${(Number(first - publishStart) / 1e9).toFixed(3)} s after the first publish)`);

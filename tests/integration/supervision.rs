@@ -19,6 +19,8 @@ enum Fault {
     AfterClaim,
     /// Panic in the first `ack` (the wake holds its ids).
     OnAck,
+    /// The first pub/sub subscription ends after one message (a dropped Redis connection).
+    DropSubscription,
 }
 
 /// A real engine that panics once, where told.
@@ -108,7 +110,15 @@ impl Engine for Faulty {
         self.inner.publish(payload).await
     }
     async fn subscribe(&self) -> Result<Subscription> {
-        self.inner.subscribe().await
+        let stream = self.inner.subscribe().await?;
+        if matches!(self.fault, Fault::DropSubscription)
+            && self.fired.fetch_add(1, Ordering::SeqCst) == 0
+        {
+            return Ok(futures::StreamExt::boxed(futures::StreamExt::take(
+                stream, 1,
+            )));
+        }
+        Ok(stream)
     }
     async fn presence_touch(
         &self,
@@ -234,4 +244,70 @@ async fn a_pigeon_that_loses_its_lease_stops_and_the_node_stays_responsive() {
     thief.release_lease(group, "thief").await.unwrap();
     app.wait_state(&admin, during, "delivered", Duration::from_secs(15))
         .await;
+}
+
+#[tokio::test]
+async fn pushes_published_while_a_hub_was_unsubscribed_still_arrive() {
+    use futures::StreamExt;
+    let scratch = Arc::new(Scratch::new());
+    let settings = scratch.settings();
+    let engine = Faulty {
+        inner: RedisEngine::connect(&redis_url(), &scratch.prefix)
+            .await
+            .unwrap(),
+        fault: Fault::DropSubscription,
+        fired: AtomicUsize::new(0),
+    };
+    let app = TestApp::start(scratch, settings, Some(Arc::new(engine))).await;
+    let (tenant, admin) = app.tenant("acme").await;
+    let token = pigeon::auth::Keys::new(crate::util::SECRET)
+        .sign(&pigeon::auth::claims(
+            pigeon::auth::Role::Subscriber,
+            Some(tenant),
+            "fay",
+            None,
+            3600,
+        ))
+        .unwrap();
+    let url = format!("{}/ws?token={token}", app.base.replacen("http", "ws", 1));
+    let (mut ws, _) = tokio_tungstenite::connect_async(url).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let push = |body: &'static str| {
+        app.call(
+            "POST",
+            "/api/v1/groups/directsend",
+            &admin,
+            Some(json!([{"type": "websocket",
+            "message": body, "sendList": [{"target": "fay"}]}])),
+        )
+    };
+    // The first push ends the hub's subscription; the next two are published while it is
+    // gone (it waits a second before subscribing again).
+    for body in ["p1", "p2", "p3"] {
+        assert_eq!(push(body).await.0, 200);
+    }
+    let mut bodies = Vec::new();
+    while bodies.len() < 3 {
+        let msg = tokio::time::timeout(Duration::from_secs(10), ws.next())
+            .await
+            .expect("pushes arrive")
+            .unwrap()
+            .unwrap();
+        if let tokio_tungstenite::tungstenite::Message::Text(t) = msg {
+            let v: serde_json::Value = serde_json::from_str(t.as_str()).unwrap();
+            bodies.push(v["body"].as_str().unwrap().to_string());
+        }
+    }
+    assert_eq!(bodies, vec!["p1", "p2", "p3"]);
+    // Nothing twice.
+    let extra = tokio::time::timeout(Duration::from_millis(700), async {
+        while let Some(Ok(msg)) = ws.next().await {
+            if let tokio_tungstenite::tungstenite::Message::Text(t) = msg {
+                return Some(t.to_string());
+            }
+        }
+        None
+    })
+    .await;
+    assert!(matches!(extra, Err(_) | Ok(None)), "unexpected {extra:?}");
 }

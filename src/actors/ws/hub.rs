@@ -15,12 +15,16 @@ use bytestring::ByteString;
 use futures::StreamExt;
 
 use super::protocol::Envelope;
+use super::session::WsSession;
 use crate::actors::Deps;
 
 /// How often the hub renews its presence marks; they live three times as long.
 const PRESENCE_REFRESH: Duration = Duration::from_secs(10);
 /// Wait before subscribing again after the engine's subscription ended.
 const RESUBSCRIBE_AFTER: Duration = Duration::from_secs(1);
+/// How far before the last publication received a lost subscription's gap is assumed to
+/// start: offsets come from the publishing node's clock.
+const GAP_MARGIN_MS: i64 = 2_000;
 
 pub type SessionId = u64;
 
@@ -39,7 +43,16 @@ pub struct Push {
 pub struct Connect {
     pub id: SessionId,
     pub keys: Vec<String>,
-    pub session: Recipient<Push>,
+    pub session: Addr<WsSession>,
+}
+
+/// Session (from the hub): the hub's subscription was lost and is back; pushes published
+/// meanwhile never reached this node, so replay every key from the last push seen (or, for a
+/// key with none seen, from `since_ms`).
+#[derive(Message, Clone, Copy)]
+#[rtype(result = "()")]
+pub struct Resync {
+    pub since_ms: i64,
 }
 
 /// Hub: a session closed.
@@ -70,7 +83,7 @@ pub struct Count;
 
 pub struct Hub {
     deps: Arc<Deps>,
-    sessions: HashMap<SessionId, (Recipient<Push>, HashSet<String>)>,
+    sessions: HashMap<SessionId, (Addr<WsSession>, HashSet<String>)>,
     by_key: HashMap<String, HashSet<SessionId>>,
 }
 
@@ -147,14 +160,22 @@ impl Hub {
         let deps = self.deps.clone();
         let me = ctx.address();
         actix_rt::spawn(async move {
+            let now = || chrono::Utc::now().timestamp_millis();
+            let mut last_heard = now();
+            // Where the current gap began, while the subscription is down.
+            let mut gap_from: Option<i64> = None;
             loop {
                 match deps.engine.subscribe().await {
                     Ok(mut stream) => {
                         tracing::debug!("hub subscribed to pushes");
+                        if let Some(since_ms) = gap_from.take() {
+                            me.do_send(Resynced { since_ms });
+                        }
                         while let Some(payload) = stream.next().await {
                             if !me.connected() {
                                 return;
                             }
+                            last_heard = now();
                             // do_send ignores the mailbox bound: a burst of pushes waits in
                             // the hub's mailbox rather than being dropped.
                             me.do_send(Incoming(payload));
@@ -163,12 +184,35 @@ impl Hub {
                     }
                     Err(e) => tracing::warn!(error = %e, "could not subscribe to pushes"),
                 }
+                gap_from.get_or_insert(last_heard - GAP_MARGIN_MS);
                 if !me.connected() {
                     return;
                 }
                 tokio::time::sleep(RESUBSCRIBE_AFTER).await;
             }
         });
+    }
+}
+
+/// Hub (from its subscription): subscribed again after a gap that began at `since_ms`.
+#[derive(Message)]
+#[rtype(result = "()")]
+struct Resynced {
+    since_ms: i64,
+}
+
+impl Handler<Resynced> for Hub {
+    type Result = ();
+    fn handle(&mut self, msg: Resynced, _: &mut Context<Self>) {
+        tracing::info!(
+            sessions = self.sessions.len(),
+            "push subscription back; sessions catch up"
+        );
+        for (session, _) in self.sessions.values() {
+            session.do_send(Resync {
+                since_ms: msg.since_ms,
+            });
+        }
     }
 }
 

@@ -17,7 +17,7 @@ use actix_web_actors::ws;
 use bytestring::ByteString;
 use uuid::Uuid;
 
-use super::hub::{Connect, Count, Disconnect, Hub, Keys, Push, SessionId};
+use super::hub::{Connect, Count, Disconnect, Hub, Keys, Push, Resync, SessionId};
 use super::protocol::{self, ClientFrame};
 use crate::actors::Deps;
 use crate::engine::{offset_key, Replay};
@@ -63,6 +63,8 @@ pub struct WsSession {
     /// before the replay read the stream, so the replay already sent it: its live copy (which
     /// may arrive after the replay, pub/sub being slower than the read) is dropped.
     floor: HashMap<String, Option<(u64, u64)>>,
+    /// Per key, the newest offset sent: where a catch-up after a lost subscription resumes.
+    seen: HashMap<String, (u64, u64)>,
     topics: HashSet<String>,
 }
 
@@ -87,6 +89,7 @@ impl WsSession {
             closing: false,
             holding: HashMap::new(),
             floor: HashMap::new(),
+            seen: HashMap::new(),
             topics: HashSet::new(),
         }
     }
@@ -113,6 +116,21 @@ impl WsSession {
         }
         metrics::counter!("pigeon_ws_frames_sent_total").increment(1);
         ctx.text(frame);
+    }
+
+    /// Sends a push of `key` at `offset`, remembering the newest offset sent per key.
+    fn send_push(
+        &mut self,
+        ctx: &mut ws::WebsocketContext<Self>,
+        key: &str,
+        offset: &str,
+        frame: ByteString,
+    ) {
+        if let Some(at) = offset_key(offset) {
+            let seen = self.seen.entry(key.to_string()).or_insert(at);
+            *seen = (*seen).max(at);
+        }
+        self.write(ctx, frame);
     }
 
     fn error(&mut self, ctx: &mut ws::WebsocketContext<Self>, code: &str, message: &str) {
@@ -169,13 +187,13 @@ impl WsSession {
                 }
                 let mut last = offset_key(&since);
                 for (offset, stored) in replay.entries {
-                    act.write(ctx, protocol::push_frame(&offset, &stored));
+                    act.send_push(ctx, &key, &offset, protocol::push_frame(&offset, &stored));
                     last = offset_key(&offset).max(last);
                 }
                 act.floor.insert(key.clone(), last);
                 for push in held {
                     if offset_key(&push.offset) > last {
-                        act.write(ctx, push.frame);
+                        act.send_push(ctx, &key, &push.offset, push.frame);
                     }
                 }
             }),
@@ -261,7 +279,7 @@ impl Actor for WsSession {
         self.hub.do_send(Connect {
             id: self.id,
             keys: vec![self.user_key.clone()],
-            session: ctx.address().recipient(),
+            session: ctx.address(),
         });
         let ws = &self.deps.settings.websocket;
         let (every, timeout) = (ws.heartbeat_interval(), ws.client_timeout());
@@ -298,7 +316,31 @@ impl Handler<Push> for WsSession {
         {
             // Already sent by the replay.
         } else {
-            self.write(ctx, msg.frame);
+            self.send_push(ctx, &msg.key, &msg.offset, msg.frame);
+        }
+    }
+}
+
+impl Handler<Resync> for WsSession {
+    type Result = ();
+    fn handle(&mut self, msg: Resync, ctx: &mut Self::Context) {
+        let mut keys = vec![(self.user_key.clone(), "user", self.who.user.clone())];
+        for topic in &self.topics {
+            keys.push((
+                protocol::topic_key(self.who.tenant, topic),
+                "topic",
+                topic.clone(),
+            ));
+        }
+        for (key, kind, name) in keys {
+            if self.holding.contains_key(&key) {
+                continue; // a replay is already running for it
+            }
+            let since = match self.seen.get(&key) {
+                Some((ms, seq)) => format!("{ms}-{seq}"),
+                None => format!("{}-0", msg.since_ms.max(0)),
+            };
+            self.replay(ctx, key, kind, name, since);
         }
     }
 }

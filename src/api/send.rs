@@ -151,6 +151,80 @@ fn prepare_all(
         .collect()
 }
 
+/// The parts of a send or test through a group that say what to deliver.
+struct GroupSend<'a> {
+    group_id: Uuid,
+    subject: &'a str,
+    message: Option<&'a str>,
+    use_template: bool,
+    variables: &'a Map<String, Value>,
+    send_list: Option<&'a Vec<Value>>,
+    data: Option<&'a Value>,
+}
+
+impl SendItem {
+    fn view(&self) -> GroupSend<'_> {
+        GroupSend {
+            group_id: self.group_id,
+            subject: &self.subject,
+            message: self.message.as_deref(),
+            use_template: self.use_template,
+            variables: &self.variables,
+            send_list: self.send_list.as_ref(),
+            data: self.data.as_ref(),
+        }
+    }
+}
+
+impl TestItem {
+    fn view(&self) -> GroupSend<'_> {
+        GroupSend {
+            group_id: self.group_id,
+            subject: &self.subject,
+            message: self.message.as_deref(),
+            use_template: self.use_template,
+            variables: &self.variables,
+            send_list: self.send_list.as_ref(),
+            data: self.data.as_ref(),
+        }
+    }
+}
+
+/// Checks and renders one send through `group`: its targets (the send's own list, else the
+/// group's), each prepared for the group's channel. The first problem is the error.
+fn through_group<'a>(
+    tenant: Uuid,
+    group: &'a Group,
+    send: &GroupSend<'a>,
+    timeout: Duration,
+    at: &str,
+) -> Result<(&'a [Value], Vec<Prepared>), AppError> {
+    let channel = super::groups::channel(&group.channel)?;
+    if let Some(list) = send.send_list {
+        super::groups::check_send_list(channel, list, &format!("{at}.sendList"))?;
+    }
+    let targets: &[Value] = match send.send_list {
+        Some(list) => list,
+        None => group.send_list.as_array().map(Vec::as_slice).unwrap_or(&[]),
+    };
+    non_empty(targets, at)?;
+    let empty = Map::new();
+    let content = Content {
+        tenant,
+        group_id: Some(send.group_id),
+        data: send.data,
+        subject: send.subject,
+        message: send.message,
+        use_template: send.use_template,
+        variables: send.variables,
+        config: group.config.as_object().unwrap_or(&empty),
+    };
+    Ok((
+        targets,
+        prepare_all(channel, targets, &content, timeout, at)?,
+    ))
+}
+
 /// The tenant's live groups named by a request, or 400 naming the first unknown one.
 async fn load_groups(
     conn: &mut diesel_async::AsyncPgConnection,
@@ -251,33 +325,12 @@ pub async fn send(
     let groups = load_groups(&mut conn, tenant, items.iter().map(|i| i.group_id)).await?;
     let timeout = Duration::from_secs(state.settings().delivery.http_timeout_secs);
     let now = Utc::now();
-    let empty = Map::new();
 
     let mut rows = Vec::with_capacity(items.len());
     for (i, item) in items.into_iter().enumerate() {
         let at = format!("[{i}]");
         let (group, _) = &groups[&item.group_id];
-        let channel = Channel::parse(&group.channel)
-            .ok_or_else(|| AppError::internal(format!("group with channel {}", group.channel)))?;
-        if let Some(list) = &item.send_list {
-            super::groups::check_send_list(channel, list, &format!("{at}.sendList"))?;
-        }
-        let targets: &[Value] = match &item.send_list {
-            Some(list) => list,
-            None => group.send_list.as_array().map(Vec::as_slice).unwrap_or(&[]),
-        };
-        non_empty(targets, &at)?;
-        let content = Content {
-            tenant,
-            group_id: Some(item.group_id),
-            data: item.data.as_ref(),
-            subject: &item.subject,
-            message: item.message.as_deref(),
-            use_template: item.use_template,
-            variables: &item.variables,
-            config: group.config.as_object().unwrap_or(&empty),
-        };
-        prepare_all(channel, targets, &content, timeout, &at)?;
+        through_group(tenant, group, &item.view(), timeout, &at)?;
 
         let mut due = match &item.schedule {
             Some(s) => s
@@ -444,36 +497,13 @@ pub async fn test(
     let groups = load_groups(&mut conn, tenant, items.iter().map(|i| i.group_id)).await?;
     drop(conn);
     let timeout = Duration::from_secs(state.settings().delivery.http_timeout_secs);
-    let empty = Map::new();
 
     let mut work = Vec::with_capacity(items.len());
     for (i, item) in items.iter().enumerate() {
         let at = format!("[{i}]");
         let (group, _) = &groups[&item.group_id];
-        let channel = super::groups::channel(&group.channel)?;
-        if let Some(list) = &item.send_list {
-            super::groups::check_send_list(channel, list, &format!("{at}.sendList"))?;
-        }
-        let targets: &[Value] = match &item.send_list {
-            Some(list) => list,
-            None => group.send_list.as_array().map(Vec::as_slice).unwrap_or(&[]),
-        };
-        non_empty(targets, &at)?;
-        let content = Content {
-            tenant,
-            group_id: Some(item.group_id),
-            data: item.data.as_ref(),
-            subject: &item.subject,
-            message: item.message.as_deref(),
-            use_template: item.use_template,
-            variables: &item.variables,
-            config: group.config.as_object().unwrap_or(&empty),
-        };
-        work.push((
-            item.group_id,
-            targets,
-            prepare_all(channel, targets, &content, timeout, &at)?,
-        ));
+        let (targets, prepared) = through_group(tenant, group, &item.view(), timeout, &at)?;
+        work.push((item.group_id, targets, prepared));
     }
     let mut out = Vec::with_capacity(work.len());
     for (group_id, targets, prepared) in work {

@@ -125,7 +125,7 @@ pub async fn start(
     let mut server = HttpServer::new(move || {
         App::new()
             .app_data(state.clone())
-            .wrap(tracing_actix())
+            .wrap(actix_web::middleware::from_fn(api::request_id::middleware))
             .configure(|cfg| api::routes(cfg, max_body))
     })
     .shutdown_timeout(settings.server.shutdown_timeout_secs)
@@ -140,11 +140,6 @@ pub async fn start(
         breeder,
         grace: Duration::from_secs(settings.server.shutdown_timeout_secs),
     })
-}
-
-fn tracing_actix() -> actix_web::middleware::Logger {
-    // %U: the path without its query, which may carry a WebSocket token.
-    actix_web::middleware::Logger::new("%a \"%m %U\" %s %b %Dms").log_target("pigeon::http")
 }
 
 fn hostname() -> String {

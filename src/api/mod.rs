@@ -7,6 +7,7 @@ mod groups;
 mod health;
 mod levels;
 mod messages;
+pub mod request_id;
 mod send;
 mod tenants;
 mod ws;

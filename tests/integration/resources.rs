@@ -11,6 +11,26 @@ async fn health_answers_once_up() {
     assert_eq!(res.status(), 200);
     let res = app.client.get(app.url("/readyz")).send().await.unwrap();
     assert_eq!(res.status(), 200);
+    // Every answer carries a request id: the caller's, or a new one.
+    assert!(res.headers().get("x-request-id").is_some());
+    let res = app
+        .client
+        .get(app.url("/healthz"))
+        .header("X-Request-Id", "trace-me-42")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.headers()["x-request-id"], "trace-me-42");
+    let page = app.client.get(app.url("/")).send().await.unwrap();
+    assert_eq!(page.status(), 200);
+    assert!(page.text().await.unwrap().contains("Pigeon"));
+    let js = app
+        .client
+        .get(app.url("/static/pigeon-client.js"))
+        .send()
+        .await
+        .unwrap();
+    assert!(js.text().await.unwrap().contains("class PigeonClient"));
 }
 
 #[tokio::test]

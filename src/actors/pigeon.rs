@@ -342,7 +342,13 @@ pub async fn wake(deps: &Deps, spec: &PigeonSpec, hand: &Hand) -> Result<usize, 
 
     // Targets already settled in this run (a retry) are not sent again.
     let due_ids: Vec<Uuid> = due.iter().map(|m| m.id).collect();
-    let prior: HashMap<(Uuid, i32, i32), Delivery> = Delivery::for_messages(&mut conn, &due_ids)
+    let runs: Vec<i32> = due
+        .iter()
+        .map(|m| m.run)
+        .collect::<HashSet<_>>()
+        .into_iter()
+        .collect();
+    let prior: HashMap<(Uuid, i32, i32), Delivery> = Delivery::for_runs(&mut conn, &due_ids, &runs)
         .await?
         .into_iter()
         .map(|d| ((d.message_id, d.run, d.target_index), d))

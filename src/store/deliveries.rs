@@ -109,6 +109,21 @@ impl Delivery {
         Ok(())
     }
 
+    /// The deliveries of the given messages in the given runs (what a wake needs to skip the
+    /// targets a run already settled), without the history of earlier runs.
+    pub async fn for_runs(
+        conn: &mut AsyncPgConnection,
+        messages: &[Uuid],
+        runs: &[i32],
+    ) -> Result<Vec<Delivery>> {
+        Ok(deliveries::table
+            .filter(deliveries::message_id.eq_any(messages))
+            .filter(deliveries::run.eq_any(runs))
+            .select(Delivery::as_select())
+            .load(conn)
+            .await?)
+    }
+
     /// Every delivery of the given messages (any run), oldest first.
     pub async fn for_messages(
         conn: &mut AsyncPgConnection,

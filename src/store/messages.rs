@@ -143,9 +143,13 @@ impl Message {
         Ok(())
     }
 
-    /// Puts active messages back as `scheduled` for a retry or their next run.
+    /// Puts active messages back as `scheduled` for a retry or their next run. One UPDATE per
+    /// message (each has its own times), pipelined on the connection.
     pub async fn reschedule(conn: &mut AsyncPgConnection, items: &[Reschedule]) -> Result<()> {
-        for r in items {
+        // Shared references let the queries go out together (diesel-async pipelining).
+        let shared: &AsyncPgConnection = conn;
+        let updates = items.iter().map(|r| async move {
+            let mut conn = shared;
             diesel::update(
                 messages::table
                     .filter(messages::id.eq(r.id))
@@ -158,9 +162,10 @@ impl Message {
                 messages::run.eq(r.run),
                 messages::attempts.eq(r.attempts),
             ))
-            .execute(conn)
-            .await?;
-        }
+            .execute(&mut conn)
+            .await
+        });
+        futures::future::try_join_all(updates).await?;
         Ok(())
     }
 

@@ -456,3 +456,28 @@ async fn concurrent_sends_are_committed_together_and_all_delivered() {
         (400, Some("too_many_sends"))
     );
 }
+
+#[tokio::test]
+async fn many_recurring_messages_are_rescheduled_together() {
+    let app = TestApp::spawn().await;
+    let receiver = Receiver::start().await;
+    let (_, admin) = app.tenant("acme").await;
+    app.level(&admin, "fast", 1, 1000).await;
+    let group = app.webhook_group(&admin, "g", "fast", &receiver.url).await;
+    let sends: Vec<_> = (0..40)
+        .map(|i| json!({"groupId": group, "message": format!("r{i}"), "repeat": {"every": "1s", "times": 2}}))
+        .collect();
+    let ids = app.send(&admin, json!(sends)).await;
+    receiver.wait_for(80, WAIT).await;
+    for id in ids {
+        let m = app.wait_state(&admin, id, "delivered", WAIT).await;
+        assert_eq!(m["run"], 1);
+        assert_eq!(
+            m["deliveries"].as_array().unwrap().len(),
+            2,
+            "one delivery per run"
+        );
+    }
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert_eq!(receiver.count(), 80);
+}

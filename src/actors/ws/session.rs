@@ -146,6 +146,10 @@ impl WsSession {
         name: String,
         since: String,
     ) {
+        if self.holding.contains_key(&key) {
+            // One replay per key at a time: the one running already covers what follows.
+            return;
+        }
         self.holding.insert(key.clone(), Vec::new());
         let deps = self.deps.clone();
         let hub = self.hub.clone();
@@ -333,9 +337,6 @@ impl Handler<Resync> for WsSession {
             ));
         }
         for (key, kind, name) in keys {
-            if self.holding.contains_key(&key) {
-                continue; // a replay is already running for it
-            }
             let since = match self.seen.get(&key) {
                 Some((ms, seq)) => format!("{ms}-{seq}"),
                 None => format!("{}-0", msg.since_ms.max(0)),

@@ -16,9 +16,7 @@ use actix::prelude::*;
 use actix::Supervisor;
 use uuid::Uuid;
 
-use super::messages::{
-    Apply, Found, GroupChanged, PigeonLost, Retire, Running, StopAll, Sync, Update,
-};
+use super::messages::{Apply, Found, GroupChanged, PigeonLost, Retire, StopAll, Sync, Update};
 use super::pigeon::Pigeon;
 use super::{Deps, PigeonSpec};
 use crate::engine::rebuild::rebuild;
@@ -282,12 +280,5 @@ impl Handler<StopAll> for Breeder {
         Box::pin(async move {
             futures::future::join_all(retiring).await;
         })
-    }
-}
-
-impl Handler<Running> for Breeder {
-    type Result = Vec<Uuid>;
-    fn handle(&mut self, _: Running, _: &mut Context<Self>) -> Vec<Uuid> {
-        self.pigeons.keys().copied().collect()
     }
 }

@@ -51,11 +51,6 @@ pub struct PigeonLost {
 #[rtype(result = "()")]
 pub struct StopAll;
 
-/// Breeder: how many pigeons this node runs.
-#[derive(Message, Debug, Clone, Copy)]
-#[rtype(result = "Vec<Uuid>")]
-pub struct Running;
-
 /// Pigeon: the group's level or channel changed; re-arm with this spec.
 #[derive(Message, Debug, Clone)]
 #[rtype(result = "()")]

@@ -218,7 +218,12 @@ pub async fn get(
     let id = super::path_id(&path, "group")?;
     let mut conn = store::conn(&state.pool).await?;
     let (g, l) = Group::find(&mut conn, tenant, id).await?;
-    Ok(HttpResponse::Ok().json(view(g, l)))
+    drop(conn);
+    // How much waits for the group's pigeon: ids in its queue (due or scheduled) and claimed.
+    let queue = state.engine().depth(id).await?;
+    let mut body = serde_json::to_value(view(g, l)).map_err(AppError::internal)?;
+    body["queue"] = serde_json::to_value(queue).map_err(AppError::internal)?;
+    Ok(HttpResponse::Ok().json(body))
 }
 
 async fn update(

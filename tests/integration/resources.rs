@@ -162,6 +162,18 @@ async fn group_crud_resolves_level_names() {
 
     let (s, list) = app.call("GET", "/api/v1/groups", &admin, None).await;
     assert_eq!((s, list.as_array().unwrap().len()), (200, 1));
+    // One group's view also tells how much waits for its pigeon (the level is hourly now).
+    let queued = app
+        .send(&admin, json!([{"groupId": id, "variables": {"name": "x"}}, {"groupId": id, "variables": {"name": "y"}}]))
+        .await;
+    assert_eq!(queued.len(), 2);
+    let (s, one) = app
+        .call("GET", &format!("/api/v1/groups/{id}"), &admin, None)
+        .await;
+    assert_eq!(
+        (s, &one["queue"]),
+        (200, &json!({"queued": 2, "inFlight": 0}))
+    );
     let (s, _) = app
         .call("DELETE", &format!("/api/v1/groups/{id}"), &admin, None)
         .await;

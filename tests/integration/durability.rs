@@ -27,12 +27,19 @@ fn free_port() -> u16 {
         .port()
 }
 
-/// `pigeon serve` as a child process, configured only through the environment.
+/// `pigeon serve` as a child process, configured only through the environment, on this
+/// test file's own Redis database.
 fn serve(scratch: &Scratch, port: u16) -> Child {
+    serve_on(scratch, port, &redis_db_url(), &[])
+}
+
+/// `pigeon serve` on a given Redis, with extra settings.
+fn serve_on(scratch: &Scratch, port: u16, redis: &str, extra: &[(&str, &str)]) -> Child {
     Command::new(env!("CARGO_BIN_EXE_pigeon"))
         .arg("serve")
+        .envs(extra.iter().copied())
         .env("DATABASE_URL", &scratch.db_url)
-        .env("REDIS_URL", redis_db_url())
+        .env("REDIS_URL", redis)
         .env("PIGEON__ENGINE__PREFIX", &scratch.prefix)
         .env("PIGEON__SERVER__PORT", port.to_string())
         .env("PIGEON__SERVER__HOST", "127.0.0.1")
@@ -138,4 +145,51 @@ async fn kill_flush_restart_delivers_every_accepted_message() {
     );
     drop(_node);
     flushdb().await;
+}
+
+#[tokio::test]
+async fn when_a_node_dies_another_adopts_its_groups() {
+    let scratch = Scratch::new();
+    let receiver = Receiver::start().await;
+    let client = reqwest::Client::new();
+    let redis = crate::util::redis_url();
+    let fast_leases = [("PIGEON__ENGINE__GROUP_LEASE_SECS", "3")];
+    let (port_a, port_b) = (free_port(), free_port());
+    let mut a = Killed(serve_on(&scratch, port_a, &redis, &fast_leases));
+    let base_a = format!("http://127.0.0.1:{port_a}");
+    wait_healthy(&client, &base_a).await;
+    let api_a = crate::util::ApiClient::new(&base_a);
+    let (_, admin) = api_a.tenant("acme").await;
+    api_a.level(&admin, "fast", 1, 10).await;
+    // Node A takes the group's lease at once (it took the API call).
+    let group = api_a
+        .webhook_group(&admin, "g", "fast", &receiver.url)
+        .await;
+    let first = api_a
+        .send(&admin, json!([{"groupId": group, "message": "via a"}]))
+        .await[0];
+    api_a
+        .wait_state(&admin, first, "delivered", Duration::from_secs(10))
+        .await;
+
+    let _b = Killed(serve_on(&scratch, port_b, &redis, &fast_leases));
+    let base_b = format!("http://127.0.0.1:{port_b}");
+    wait_healthy(&client, &base_b).await;
+    a.0.kill().expect("kill -9 node a");
+    a.0.wait().unwrap();
+
+    // Node B takes over once A's lease lapses, and delivers what is sent through it.
+    let api_b = crate::util::ApiClient::new(&base_b);
+    let second = api_b
+        .send(&admin, json!([{"groupId": group, "message": "via b"}]))
+        .await[0];
+    api_b
+        .wait_state(&admin, second, "delivered", Duration::from_secs(20))
+        .await;
+    let bodies: Vec<_> = receiver
+        .got()
+        .iter()
+        .map(|r| r.json()["message"].clone())
+        .collect();
+    assert_eq!(bodies, vec![json!("via a"), json!("via b")]);
 }

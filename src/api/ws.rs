@@ -15,33 +15,28 @@ use serde::Deserialize;
 
 use crate::actors::ws::protocol::valid_name;
 use crate::actors::ws::session::{Identity, WsSession};
-use crate::auth::{bearer, Role};
+use crate::auth::{Caller, Role};
 use crate::engine::offset_key;
 use crate::error::AppError;
 use crate::state::AppState;
 
 #[derive(Debug, Deserialize)]
 pub struct WsQuery {
-    /// The token may come here (browsers cannot set headers on WebSocket requests).
-    #[serde(default)]
-    #[allow(dead_code)]
-    token: Option<String>,
     /// Replay the user's pushes after this offset first.
     #[serde(default)]
     since: Option<String>,
 }
 
+/// The token (`?token=` or the header: browsers cannot set headers on WebSocket requests) is
+/// checked, and its tenant looked up, by the `Caller` extractor like every other call's.
 pub async fn upgrade(
     req: HttpRequest,
     payload: web::Payload,
+    caller: Caller,
     state: web::Data<AppState>,
     query: web::Query<WsQuery>,
 ) -> Result<HttpResponse, AppError> {
-    let token = bearer(&req).ok_or_else(|| AppError::unauthorized("missing token"))?;
-    let claims = state
-        .keys
-        .verify(&token)
-        .map_err(|e| AppError::unauthorized(format!("invalid token: {e}")))?;
+    let claims = caller.claims;
     if claims.role != Role::Subscriber {
         return Err(AppError::unauthorized(
             "WebSocket sessions need a subscriber token",
@@ -50,9 +45,6 @@ pub async fn upgrade(
     let tenant = claims
         .tenant
         .ok_or_else(|| AppError::unauthorized("the token names no tenant"))?;
-    if !state.tenants.exists(&state.pool, tenant).await? {
-        return Err(AppError::unauthorized("the token's tenant does not exist"));
-    }
     if !valid_name(&claims.sub) {
         return Err(AppError::unauthorized(
             "the token's sub is not a usable user id",
